@@ -1,0 +1,84 @@
+//! The public error: a coarse [`ErrorKind`] the caller can act on, and the
+//! detailed cause for people.
+
+use crate::format::FormatError;
+use crate::meta::MetaError;
+use crate::store::StoreError;
+
+/// What the caller should do about an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Another writer took over the log; this writer must stop.
+    Fenced,
+    /// Transient: retry later (object store or etcd unreachable, throttled,
+    /// or a bounded queue is full).
+    Unavailable,
+    /// Stored data failed a checksum or structural check; never returned as data.
+    Corrupt,
+    /// The request is wrong: bad argument, unknown log, bad configuration.
+    Invalid,
+    /// The writer, reader or client was closed.
+    Closed,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{kind:?}: {detail}")]
+pub struct Error {
+    kind: ErrorKind,
+    detail: String,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn new(kind: ErrorKind, detail: impl Into<String>) -> Error {
+        Error {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    pub fn is_retriable(&self) -> bool {
+        self.kind == ErrorKind::Unavailable
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(err: StoreError) -> Error {
+        let kind = match err {
+            StoreError::Unavailable(_) => ErrorKind::Unavailable,
+            StoreError::NotFound(_) | StoreError::AlreadyExists(_) | StoreError::Invalid(_) => {
+                ErrorKind::Invalid
+            }
+        };
+        Error::new(kind, err.to_string())
+    }
+}
+
+impl From<MetaError> for Error {
+    fn from(err: MetaError) -> Error {
+        let kind = match err {
+            MetaError::Fenced { .. } => ErrorKind::Fenced,
+            MetaError::Unavailable(_) | MetaError::Conflict(_) => ErrorKind::Unavailable,
+            MetaError::Corrupt(_) => ErrorKind::Corrupt,
+            MetaError::NotFound(_) | MetaError::AlreadyExists(_) | MetaError::Invalid(_) => {
+                ErrorKind::Invalid
+            }
+        };
+        Error::new(kind, err.to_string())
+    }
+}
+
+impl From<FormatError> for Error {
+    fn from(err: FormatError) -> Error {
+        let kind = match err {
+            FormatError::Corrupt(_) => ErrorKind::Corrupt,
+            FormatError::Full | FormatError::TooLarge(_) => ErrorKind::Invalid,
+        };
+        Error::new(kind, err.to_string())
+    }
+}

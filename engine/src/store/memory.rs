@@ -1,0 +1,183 @@
+//! In-memory object store: a shared map, for unit tests and for measuring the
+//! engine's own ceiling. Clones share the same objects, across threads.
+
+use super::{
+    check_range, validate_key, ListPage, ObjectMeta, ObjectStore, StoreError, StoreResult,
+};
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+#[derive(Default)]
+struct State {
+    objects: BTreeMap<String, Bytes>,
+    uploads: HashMap<String, Upload>,
+    next_upload_id: u64,
+}
+
+struct Upload {
+    key: String,
+    parts: BTreeMap<u16, Bytes>,
+}
+
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    state: Arc<Mutex<State>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("memory store lock poisoned")
+    }
+
+    /// Replaces the bytes of an existing object, bypassing every check: for
+    /// corruption tests.
+    pub fn overwrite_raw(&self, key: &str, data: Bytes) {
+        self.state().objects.insert(key.to_string(), data);
+    }
+}
+
+fn etag_of(data: &[u8]) -> String {
+    format!("\"{:08x}-{}\"", crc32c::crc32c(data), data.len())
+}
+
+#[async_trait(?Send)]
+impl ObjectStore for MemoryStore {
+    async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        validate_key(key)?;
+        self.state().objects.insert(key.to_string(), data);
+        Ok(())
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        validate_key(key)?;
+        let mut state = self.state();
+        if state.objects.contains_key(key) {
+            return Err(StoreError::AlreadyExists(key.to_string()));
+        }
+        state.objects.insert(key.to_string(), data);
+        Ok(())
+    }
+
+    async fn create_multipart(&self, key: &str) -> StoreResult<String> {
+        validate_key(key)?;
+        let mut state = self.state();
+        state.next_upload_id += 1;
+        let id = format!("mem-upload-{}", state.next_upload_id);
+        let upload = Upload {
+            key: key.to_string(),
+            parts: BTreeMap::new(),
+        };
+        state.uploads.insert(id.clone(), upload);
+        Ok(id)
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u16,
+        data: Bytes,
+    ) -> StoreResult<String> {
+        let mut state = self.state();
+        let upload = state
+            .uploads
+            .get_mut(upload_id)
+            .filter(|u| u.key == key)
+            .ok_or_else(|| StoreError::NotFound(format!("upload {upload_id} of {key}")))?;
+        let etag = etag_of(&data);
+        upload.parts.insert(part_number, data);
+        Ok(etag)
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        etags: &[String],
+    ) -> StoreResult<()> {
+        let mut state = self.state();
+        let upload = state
+            .uploads
+            .remove(upload_id)
+            .filter(|u| u.key == key)
+            .ok_or_else(|| StoreError::NotFound(format!("upload {upload_id} of {key}")))?;
+        let mut object = BytesMut::new();
+        for (i, etag) in etags.iter().enumerate() {
+            let part = upload
+                .parts
+                .get(&((i + 1) as u16))
+                .filter(|p| etag_of(p) == *etag)
+                .ok_or_else(|| StoreError::Invalid(format!("part {} missing or changed", i + 1)))?;
+            object.extend_from_slice(part);
+        }
+        state.objects.insert(key.to_string(), object.freeze());
+        Ok(())
+    }
+
+    async fn abort_multipart(&self, _key: &str, upload_id: &str) -> StoreResult<()> {
+        self.state().uploads.remove(upload_id);
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> StoreResult<Bytes> {
+        self.state()
+            .objects
+            .get(key)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound(key.to_string()))
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
+        let object = self.get(key).await?;
+        check_range(key, &range, object.len() as u64)?;
+        Ok(object.slice(range.start as usize..range.end as usize))
+    }
+
+    async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
+        let size = self.get(key).await?.len() as u64;
+        Ok(ObjectMeta {
+            key: key.to_string(),
+            size,
+        })
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        continuation: Option<&str>,
+        max_keys: usize,
+    ) -> StoreResult<ListPage> {
+        let state = self.state();
+        let start = continuation.unwrap_or(prefix);
+        let mut objects = Vec::new();
+        let mut next = None;
+        let listed = state
+            .objects
+            .range::<str, _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
+            .filter(|(key, _)| Some(key.as_str()) != continuation)
+            .take_while(|(key, _)| key.starts_with(prefix));
+        for (key, data) in listed {
+            if objects.len() == max_keys.max(1) {
+                next = objects.last().map(|o: &ObjectMeta| o.key.clone());
+                break;
+            }
+            objects.push(ObjectMeta {
+                key: key.clone(),
+                size: data.len() as u64,
+            });
+        }
+        Ok(ListPage { objects, next })
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.state().objects.remove(key);
+        Ok(())
+    }
+}

@@ -1,0 +1,250 @@
+//! HTTP/1.1 for the S3 client: hyper's client connection driven over
+//! glommio sockets (plain or rustls), with a small keep-alive pool.
+//!
+//! hyper is runtime-agnostic but speaks its own I/O traits; [`HyperIo`]
+//! adapts glommio's `futures-io` streams to them. Each connection's driver
+//! task runs on the current glommio executor, so requests never leave the
+//! shard's core.
+
+use bytes::Bytes;
+use futures_lite::{AsyncRead, AsyncWrite};
+use futures_rustls::rustls;
+use glommio::net::TcpStream;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use std::cell::RefCell;
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// A byte stream to the server, plain or TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// Adapts a `futures-io` stream to hyper's `rt::Read`/`rt::Write`.
+struct HyperIo(Stream);
+
+impl hyper::rt::Read for HyperIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        // SAFETY: the unfilled part is zeroed before being viewed as `[u8]`,
+        // and `advance` is called with the count the stream wrote into it.
+        let filled = unsafe {
+            let unfilled: &mut [MaybeUninit<u8>] = buf.as_mut();
+            for byte in unfilled.iter_mut() {
+                byte.write(0);
+            }
+            let bytes = &mut *(unfilled as *mut [MaybeUninit<u8>] as *mut [u8]);
+            match &mut self.get_mut().0 {
+                Stream::Plain(s) => Pin::new(s).poll_read(cx, bytes),
+                Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, bytes),
+            }
+        };
+        match filled {
+            Poll::Ready(Ok(n)) => {
+                // SAFETY: `n` bytes were initialized by the read above.
+                unsafe { buf.advance(n) };
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl hyper::rt::Write for HyperIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().0 {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().0 {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().0 {
+            Stream::Plain(s) => Pin::new(s).poll_close(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
+        }
+    }
+}
+
+/// Where connections go and how.
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    /// `Some` for HTTPS.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub connect_timeout: Duration,
+}
+
+/// A failed exchange: `Transport` errors are retriable and close the
+/// connection.
+#[derive(Debug)]
+pub enum HttpError {
+    Transport(String),
+    Timeout,
+}
+
+pub struct Response {
+    pub status: http::StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+/// Keep-alive HTTP/1.1 connections to one endpoint, at most
+/// `connections_max` open at once; requests beyond that wait.
+pub struct Pool {
+    endpoint: Endpoint,
+    idle: RefCell<Vec<SendRequest<Full<Bytes>>>>,
+    permits: glommio::sync::Semaphore,
+}
+
+impl Pool {
+    pub fn new(endpoint: Endpoint, connections_max: usize) -> Pool {
+        Pool {
+            endpoint,
+            idle: RefCell::new(Vec::new()),
+            permits: glommio::sync::Semaphore::new(connections_max.max(1) as u64),
+        }
+    }
+
+    pub fn authority(&self) -> String {
+        let default_port = if self.endpoint.tls.is_some() { 443 } else { 80 };
+        if self.endpoint.port == default_port {
+            self.endpoint.host.clone()
+        } else {
+            format!("{}:{}", self.endpoint.host, self.endpoint.port)
+        }
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, HttpError> {
+        let addr = (self.endpoint.host.as_str(), self.endpoint.port);
+        let tcp = TcpStream::connect_timeout(addr, self.endpoint.connect_timeout)
+            .await
+            .map_err(|e| HttpError::Transport(format!("connect {}: {e}", self.authority())))?;
+        let _ = tcp.set_nodelay(true);
+        let stream = match &self.endpoint.tls {
+            None => Stream::Plain(tcp),
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::try_from(self.endpoint.host.clone())
+                    .map_err(|e| HttpError::Transport(format!("server name: {e}")))?;
+                let tls = futures_rustls::TlsConnector::from(config.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| HttpError::Transport(format!("TLS handshake: {e}")))?;
+                Stream::Tls(Box::new(tls))
+            }
+        };
+        let (sender, connection) = hyper::client::conn::http1::handshake(HyperIo(stream))
+            .await
+            .map_err(|e| HttpError::Transport(format!("HTTP handshake: {e}")))?;
+        glommio::spawn_local(async move {
+            let _ = connection.await;
+        })
+        .detach();
+        Ok(sender)
+    }
+
+    /// Sends one request and reads the whole response, within `timeout`.
+    pub async fn send(
+        &self,
+        request: http::Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<Response, HttpError> {
+        let _permit = self
+            .permits
+            .acquire_permit(1)
+            .await
+            .map_err(|e| HttpError::Transport(format!("connection pool closed: {e}")))?;
+        let exchange = async {
+            let mut sender = match self.take_idle() {
+                Some(sender) => sender,
+                None => self.connect().await?,
+            };
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| HttpError::Transport(format!("request: {e}")))?;
+            let (parts, body) = response.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| HttpError::Transport(format!("response body: {e}")))?
+                .to_bytes();
+            let reusable = !parts
+                .headers
+                .get(http::header::CONNECTION)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+            if reusable && !sender.is_closed() {
+                self.idle.borrow_mut().push(sender);
+            }
+            Ok(Response {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        };
+        let deadline = async {
+            glommio::timer::sleep(timeout).await;
+            Err(HttpError::Timeout)
+        };
+        futures_lite::future::or(exchange, deadline).await
+    }
+
+    fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {
+        let mut idle = self.idle.borrow_mut();
+        while let Some(sender) = idle.pop() {
+            if !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+}
+
+/// A rustls client configuration trusting the web PKI roots plus the
+/// certificates in `extra_ca_pem` (for example a self-signed MinIO).
+pub fn tls_config(extra_ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = extra_ca_pem {
+        let mut reader = pem;
+        let mut added = 0;
+        for cert in rustls_pemfile::certs(&mut reader) {
+            let cert = cert.map_err(|e| format!("reading CA certificate: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("adding CA certificate: {e}"))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err("the CA certificate file holds no PEM certificate".to_string());
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS protocol versions: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
+}
