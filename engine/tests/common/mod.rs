@@ -40,10 +40,15 @@ pub fn s3_tls_config() -> S3Config {
 
 /// The real etcd, under a prefix no other test uses.
 pub fn etcd_meta() -> EtcdMeta {
+    EtcdMeta::connect(&etcd_config()).expect("connecting to etcd")
+}
+
+/// Settings for the real etcd, under a fresh prefix.
+pub fn etcd_config() -> EtcdConfig {
     let mut config = EtcdConfig::from_env()
         .unwrap_or_else(|e| panic!("no etcd server for this test ({e}): {SERVERS_HINT}"));
     config.prefix = format!("/woodpecker-test/{}", unique());
-    EtcdMeta::connect(&config).expect("connecting to etcd")
+    config
 }
 
 /// A fresh name for keys and prefixes, unique across test runs.
