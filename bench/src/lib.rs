@@ -1,1 +1,45 @@
-//! placeholder
+//! The benchmark and latency-profiling tool behind `woodpecker bench`.
+//!
+//! Every figure comes from a run of this tool (never from a timed test);
+//! ratios are taken within one run, against a baseline measured on the same
+//! store in that run, because the machines it runs on are shared and noisy.
+
+pub mod latency;
+pub mod raw;
+
+use woodpecker_engine::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("invalid benchmark arguments: {0}")]
+    Invalid(String),
+    #[error("object store: {0}")]
+    Store(#[from] StoreError),
+    #[error("benchmark failed: {0}")]
+    Failed(String),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Raw PUT and GET throughput of the object store (the baseline).
+    Raw(raw::RawArgs),
+}
+
+/// Runs one benchmark and prints its report.
+pub fn run(command: BenchCommand) -> Result<(), BenchError> {
+    match command {
+        BenchCommand::Raw(args) => {
+            let json = args.json;
+            let report = raw::run(args)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).expect("reports serialize")
+                );
+            } else {
+                raw::print_table(&report);
+            }
+        }
+    }
+    Ok(())
+}

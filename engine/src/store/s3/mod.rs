@@ -324,6 +324,10 @@ fn is_retriable(response: &Response) -> bool {
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         return true;
     }
+    if status.is_success() || status.is_redirection() {
+        // Only error replies carry a code; never scan a data body.
+        return false;
+    }
     let code = error_code(&response.body);
     ["SlowDown", "RequestTimeout", "ConditionalRequestConflict"]
         .iter()
