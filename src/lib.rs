@@ -6,3 +6,7 @@
 pub use woodpecker_engine as engine;
 pub use woodpecker_shards as shards;
 pub use woodpecker_tuning as tuning;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;

@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "woodpecker", version, about = "A write-ahead log on object storage")]
+#[command(
+    name = "woodpecker",
+    version,
+    about = "A write-ahead log on object storage"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

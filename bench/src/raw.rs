@@ -75,7 +75,9 @@ impl RawArgs {
             ));
         }
         if self.inflight.is_empty() || self.inflight.contains(&0) {
-            return Err(BenchError::Invalid("--inflight values must be positive".into()));
+            return Err(BenchError::Invalid(
+                "--inflight values must be positive".into(),
+            ));
         }
         Ok(())
     }

@@ -20,11 +20,23 @@ fn errors_apply_per_operation_and_prefix() {
             error_rate: 1.0,
             ..FaultRule::default()
         });
-        let err = store.put("flaky/a", Bytes::from_static(b"x")).await.unwrap_err();
+        let err = store
+            .put("flaky/a", Bytes::from_static(b"x"))
+            .await
+            .unwrap_err();
         assert!(err.is_retriable());
-        assert!(matches!(store.inner().get("flaky/a").await, Err(StoreError::NotFound(_))));
-        store.put("steady/a", Bytes::from_static(b"x")).await.unwrap();
-        store.put_if_absent("flaky/b", Bytes::from_static(b"x")).await.unwrap();
+        assert!(matches!(
+            store.inner().get("flaky/a").await,
+            Err(StoreError::NotFound(_))
+        ));
+        store
+            .put("steady/a", Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        store
+            .put_if_absent("flaky/b", Bytes::from_static(b"x"))
+            .await
+            .unwrap();
     });
 }
 
@@ -37,7 +49,10 @@ fn lost_reply_takes_effect_but_reports_failure() {
             ..FaultRule::default()
         });
         assert!(store.put("k", Bytes::from_static(b"v")).await.is_err());
-        assert_eq!(store.inner().get("k").await.unwrap(), Bytes::from_static(b"v"));
+        assert_eq!(
+            store.inner().get("k").await.unwrap(),
+            Bytes::from_static(b"v")
+        );
     });
 }
 

@@ -25,8 +25,10 @@ fn encode(entries: &[Entry], last: bool) -> Vec<u8> {
     let size: usize = entries
         .iter()
         .map(|(payload, props)| {
-            let props: Vec<(&[u8], &[u8])> =
-                props.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
+            let props: Vec<(&[u8], &[u8])> = props
+                .iter()
+                .map(|(k, v)| (k.as_slice(), v.as_slice()))
+                .collect();
             encoded_entry_bytes(payload.len(), &props)
         })
         .sum();
@@ -34,12 +36,18 @@ fn encode(entries: &[Entry], last: bool) -> Vec<u8> {
     let mut index = Vec::new();
     let mut encoder = FragmentEncoder::new(&mut buf, &mut index, meta());
     for (i, (payload, props)) in entries.iter().enumerate() {
-        let props: Vec<(&[u8], &[u8])> =
-            props.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
+        let props: Vec<(&[u8], &[u8])> = props
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+            .collect();
         assert_eq!(encoder.push(payload, &props).unwrap(), 1000 + i as u64);
     }
     let len = encoder.finish(last).unwrap();
-    assert_eq!(len, buf.len(), "fragment_bytes_for sizes the buffer exactly");
+    assert_eq!(
+        len,
+        buf.len(),
+        "fragment_bytes_for sizes the buffer exactly"
+    );
     buf
 }
 
@@ -75,13 +83,21 @@ fn sample_entries() -> Vec<Entry> {
 fn round_trip_edge_sizes() {
     let big = common::bytes(1, (1 << 20) + 17);
     let many_props: Vec<(Vec<u8>, Vec<u8>)> = (0..300)
-        .map(|i| (format!("key-{i}").into_bytes(), common::bytes(i, (i % 50) as usize)))
+        .map(|i| {
+            (
+                format!("key-{i}").into_bytes(),
+                common::bytes(i, (i % 50) as usize),
+            )
+        })
         .collect();
     let entries: Vec<Entry> = vec![
         (vec![], vec![]),
         (big.clone(), vec![]),
         (b"x".to_vec(), many_props),
-        (vec![], vec![(vec![7u8; 70_000].into_iter().take(65_535).collect(), big)]),
+        (
+            vec![],
+            vec![(vec![7u8; 70_000].into_iter().take(65_535).collect(), big)],
+        ),
     ];
     let bytes = encode(&entries, true);
     assert_round_trip(&entries, &bytes);
@@ -130,7 +146,11 @@ fn encoder_reports_full_and_reuses_scratch() {
     assert!(pushed >= 2);
     let len = encoder.finish(false).unwrap();
     assert!(len <= 200);
-    assert_eq!(index.capacity(), 16, "scratch index reused, not reallocated");
+    assert_eq!(
+        index.capacity(),
+        16,
+        "scratch index reused, not reallocated"
+    );
     let decoded = DecodedFragment::decode(&buf[..len]).unwrap();
     assert_eq!(decoded.entries().count(), pushed);
 }
@@ -180,7 +200,10 @@ fn every_truncation_and_extension_is_corruption() {
     let bytes = encode(&sample_entries(), false);
     for len in 0..bytes.len() {
         assert!(
-            matches!(DecodedFragment::decode(&bytes[..len]), Err(FormatError::Corrupt(_))),
+            matches!(
+                DecodedFragment::decode(&bytes[..len]),
+                Err(FormatError::Corrupt(_))
+            ),
             "truncation to {len} bytes was accepted"
         );
     }

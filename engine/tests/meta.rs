@@ -12,20 +12,38 @@ async fn contract<M: MetaStore>(meta: &M) {
     // Logs: create, duplicate, get, list, bad names.
     let a = meta.create_log("orders").await.unwrap();
     assert_eq!((a.epoch, a.truncated_below), (0, 0));
-    assert!(matches!(meta.create_log("orders").await, Err(MetaError::AlreadyExists(_))));
+    assert!(matches!(
+        meta.create_log("orders").await,
+        Err(MetaError::AlreadyExists(_))
+    ));
     let b = meta.create_log("events").await.unwrap();
     assert_ne!(a.id, b.id);
     assert_eq!(meta.get_log("orders").await.unwrap(), a);
-    let names: Vec<String> = meta.list_logs().await.unwrap().into_iter().map(|l| l.name).collect();
+    let names: Vec<String> = meta
+        .list_logs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
     assert_eq!(names, ["events", "orders"]);
-    assert!(matches!(meta.get_log("missing").await, Err(MetaError::NotFound(_))));
-    assert!(matches!(meta.create_log("bad/name").await, Err(MetaError::Invalid(_))));
+    assert!(matches!(
+        meta.get_log("missing").await,
+        Err(MetaError::NotFound(_))
+    ));
+    assert!(matches!(
+        meta.create_log("bad/name").await,
+        Err(MetaError::Invalid(_))
+    ));
 
     // Guarantee 1: epochs are a compare-and-swap.
     assert_eq!(meta.bump_epoch(a.id, 0).await.unwrap(), 1);
     assert!(matches!(
         meta.bump_epoch(a.id, 0).await,
-        Err(MetaError::Fenced { caller: 0, current: 1 })
+        Err(MetaError::Fenced {
+            caller: 0,
+            current: 1
+        })
     ));
     assert_eq!(meta.get_log("orders").await.unwrap().epoch, 1);
 
@@ -37,26 +55,51 @@ async fn contract<M: MetaStore>(meta: &M) {
         Err(MetaError::AlreadyExists(_))
     ));
     assert!(matches!(
-        meta.create_segment(a.id, 0, &SegmentInfo::new_open(1, 0, 0)).await,
+        meta.create_segment(a.id, 0, &SegmentInfo::new_open(1, 0, 0))
+            .await,
         Err(MetaError::Fenced { .. })
     ));
 
     // A new writer takes over: the old epoch can no longer seal.
     assert_eq!(meta.bump_epoch(a.id, 1).await.unwrap(), 2);
-    let seal = SealInfo { end_offset: 42, fragment_count: 3, bytes: 4096 };
+    let seal = SealInfo {
+        end_offset: 42,
+        fragment_count: 3,
+        bytes: 4096,
+    };
     assert!(matches!(
         meta.seal_segment(a.id, 1, 0, seal).await,
-        Err(MetaError::Fenced { caller: 1, current: 2 })
+        Err(MetaError::Fenced {
+            caller: 1,
+            current: 2
+        })
     ));
-    assert_eq!(meta.list_segments(a.id).await.unwrap()[0].state, SegmentState::Open);
+    assert_eq!(
+        meta.list_segments(a.id).await.unwrap()[0].state,
+        SegmentState::Open
+    );
 
     // Guarantee 4: the current writer seals once, and it is final.
     let sealed = meta.seal_segment(a.id, 2, 0, seal).await.unwrap();
-    assert_eq!((sealed.state, sealed.end_offset, sealed.fragment_count), (SegmentState::Sealed, 42, 3));
-    let again = SealInfo { end_offset: 50, ..seal };
-    assert!(matches!(meta.seal_segment(a.id, 2, 0, again).await, Err(MetaError::Conflict(_))));
-    assert!(matches!(meta.seal_segment(a.id, 2, 9, seal).await, Err(MetaError::NotFound(_))));
-    meta.create_segment(a.id, 2, &SegmentInfo::new_open(1, 2, 42)).await.unwrap();
+    assert_eq!(
+        (sealed.state, sealed.end_offset, sealed.fragment_count),
+        (SegmentState::Sealed, 42, 3)
+    );
+    let again = SealInfo {
+        end_offset: 50,
+        ..seal
+    };
+    assert!(matches!(
+        meta.seal_segment(a.id, 2, 0, again).await,
+        Err(MetaError::Conflict(_))
+    ));
+    assert!(matches!(
+        meta.seal_segment(a.id, 2, 9, seal).await,
+        Err(MetaError::NotFound(_))
+    ));
+    meta.create_segment(a.id, 2, &SegmentInfo::new_open(1, 2, 42))
+        .await
+        .unwrap();
     let segments = meta.list_segments(a.id).await.unwrap();
     assert_eq!(segments.iter().map(|s| s.id).collect::<Vec<_>>(), [0, 1]);
     assert_eq!(segments[0].end_offset, 42);
@@ -68,8 +111,14 @@ async fn contract<M: MetaStore>(meta: &M) {
 
     // Deleting a log removes its records; the name can be reused with a new id.
     meta.delete_log("orders").await.unwrap();
-    assert!(matches!(meta.get_log("orders").await, Err(MetaError::NotFound(_))));
-    assert!(matches!(meta.list_segments(a.id).await, Err(MetaError::NotFound(_))));
+    assert!(matches!(
+        meta.get_log("orders").await,
+        Err(MetaError::NotFound(_))
+    ));
+    assert!(matches!(
+        meta.list_segments(a.id).await,
+        Err(MetaError::NotFound(_))
+    ));
     let reborn = meta.create_log("orders").await.unwrap();
     assert_ne!(reborn.id, a.id);
     assert_eq!(reborn.epoch, 0);
@@ -79,7 +128,10 @@ async fn contract<M: MetaStore>(meta: &M) {
 async fn concurrent_bumps<M: MetaStore>(meta: &M) {
     let log = meta.create_log("contended").await.unwrap();
     for round in 0..20u64 {
-        let (x, y) = futures::join!(meta.bump_epoch(log.id, round), meta.bump_epoch(log.id, round));
+        let (x, y) = futures::join!(
+            meta.bump_epoch(log.id, round),
+            meta.bump_epoch(log.id, round)
+        );
         let wins = [&x, &y].iter().filter(|r| r.is_ok()).count();
         assert_eq!(wins, 1, "round {round}: {x:?} {y:?}");
         let loser = if x.is_ok() { y } else { x };
@@ -92,7 +144,11 @@ async fn concurrent_bumps<M: MetaStore>(meta: &M) {
 async fn concurrent_creates<M: MetaStore>(meta: &M) {
     let attempts = (0..8).map(|_| meta.create_log("racy"));
     let results = futures::future::join_all(attempts).await;
-    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
 }
 
 #[test]
@@ -128,13 +184,21 @@ fn etcd_bumps_race_across_threads() {
         let ta = std::thread::spawn(move || block_on(a.bump_epoch(log.id, round)));
         let tb = std::thread::spawn(move || block_on(b.bump_epoch(log.id, round)));
         let (ra, rb) = (ta.join().unwrap(), tb.join().unwrap());
-        assert_eq!([&ra, &rb].iter().filter(|r| r.is_ok()).count(), 1, "{ra:?} {rb:?}");
+        assert_eq!(
+            [&ra, &rb].iter().filter(|r| r.is_ok()).count(),
+            1,
+            "{ra:?} {rb:?}"
+        );
     }
 }
 
 #[test]
 fn etcd_unreachable_is_unavailable() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let config = EtcdConfig {
         endpoints: vec![format!("127.0.0.1:{port}")],
         connect_timeout_ms: 300,
@@ -143,6 +207,10 @@ fn etcd_unreachable_is_unavailable() {
     };
     let started = std::time::Instant::now();
     let result = EtcdMeta::connect(&config).and_then(|meta| block_on(meta.list_logs()).map(|_| ()));
-    assert!(matches!(result, Err(MetaError::Unavailable(_))), "{:?}", result.err());
+    assert!(
+        matches!(result, Err(MetaError::Unavailable(_))),
+        "{:?}",
+        result.err()
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }

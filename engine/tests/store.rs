@@ -17,8 +17,14 @@ async fn contract<S: ObjectStore + ?Sized>(store: &S, prefix: &str) {
     let data = Bytes::from(bytes(1, 100_000));
 
     // put, get, head, overwrite
-    assert!(matches!(store.get(&key).await, Err(StoreError::NotFound(_))));
-    assert!(matches!(store.head(&key).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.get(&key).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.head(&key).await,
+        Err(StoreError::NotFound(_))
+    ));
     store.put(&key, data.clone()).await.unwrap();
     assert_eq!(store.get(&key).await.unwrap(), data);
     assert_eq!(store.head(&key).await.unwrap().size, 100_000);
@@ -32,23 +38,55 @@ async fn contract<S: ObjectStore + ?Sized>(store: &S, prefix: &str) {
 
     // put-if-absent
     let once = format!("{prefix}/b/once");
-    store.put_if_absent(&once, Bytes::from_static(b"first")).await.unwrap();
-    let again = store.put_if_absent(&once, Bytes::from_static(b"second")).await;
-    assert!(matches!(again, Err(StoreError::AlreadyExists(_))), "{again:?}");
-    assert_eq!(store.get(&once).await.unwrap(), Bytes::from_static(b"first"));
+    store
+        .put_if_absent(&once, Bytes::from_static(b"first"))
+        .await
+        .unwrap();
+    let again = store
+        .put_if_absent(&once, Bytes::from_static(b"second"))
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::AlreadyExists(_))),
+        "{again:?}"
+    );
+    assert_eq!(
+        store.get(&once).await.unwrap(),
+        Bytes::from_static(b"first")
+    );
 
     // ranged reads
     store.put(&key, data.clone()).await.unwrap();
-    assert_eq!(store.get_range(&key, 10..20).await.unwrap(), data.slice(10..20));
-    assert_eq!(store.get_range(&key, 99_999..100_000).await.unwrap(), data.slice(99_999..));
-    assert!(matches!(store.get_range(&key, 99_990..100_010).await, Err(StoreError::Invalid(_))));
-    assert!(matches!(store.get_range(&key, 5..5).await, Err(StoreError::Invalid(_))));
+    assert_eq!(
+        store.get_range(&key, 10..20).await.unwrap(),
+        data.slice(10..20)
+    );
+    assert_eq!(
+        store.get_range(&key, 99_999..100_000).await.unwrap(),
+        data.slice(99_999..)
+    );
+    assert!(matches!(
+        store.get_range(&key, 99_990..100_010).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.get_range(&key, 5..5).await,
+        Err(StoreError::Invalid(_))
+    ));
 
     // listing with pagination
     for i in 0..7 {
-        store.put(&format!("{prefix}/list/k{i:02}"), Bytes::from(vec![i as u8; i])).await.unwrap();
+        store
+            .put(
+                &format!("{prefix}/list/k{i:02}"),
+                Bytes::from(vec![i as u8; i]),
+            )
+            .await
+            .unwrap();
     }
-    let first = store.list_page(&format!("{prefix}/list/"), None, 3).await.unwrap();
+    let first = store
+        .list_page(&format!("{prefix}/list/"), None, 3)
+        .await
+        .unwrap();
     assert_eq!(first.objects.len(), 3);
     assert_eq!(first.objects[0].key, format!("{prefix}/list/k00"));
     assert!(first.next.is_some());
@@ -57,23 +95,37 @@ async fn contract<S: ObjectStore + ?Sized>(store: &S, prefix: &str) {
     let expected: Vec<String> = (0..7).map(|i| format!("{prefix}/list/k{i:02}")).collect();
     assert_eq!(keys, expected);
     assert_eq!(all[5].size, 5);
-    assert!(list_all(store, &format!("{prefix}/nothing-here/")).await.unwrap().is_empty());
+    assert!(list_all(store, &format!("{prefix}/nothing-here/"))
+        .await
+        .unwrap()
+        .is_empty());
 
     // delete is idempotent
     store.delete(&key).await.unwrap();
     store.delete(&key).await.unwrap();
-    assert!(matches!(store.get(&key).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.get(&key).await,
+        Err(StoreError::NotFound(_))
+    ));
 
     // multipart: parts in parallel, object byte-identical
     let big = Bytes::from(bytes(2, 12 * 1024 * 1024 + 333));
     let multi = format!("{prefix}/multi/object");
-    put_multipart(store, &multi, big.clone(), 5 << 20, 3).await.unwrap();
+    put_multipart(store, &multi, big.clone(), 5 << 20, 3)
+        .await
+        .unwrap();
     assert_eq!(store.get(&multi).await.unwrap(), big);
     let aborted = format!("{prefix}/multi/aborted");
     let upload = store.create_multipart(&aborted).await.unwrap();
-    store.upload_part(&aborted, &upload, 1, big.slice(..5 << 20)).await.unwrap();
+    store
+        .upload_part(&aborted, &upload, 1, big.slice(..5 << 20))
+        .await
+        .unwrap();
     store.abort_multipart(&aborted, &upload).await.unwrap();
-    assert!(matches!(store.get(&aborted).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.get(&aborted).await,
+        Err(StoreError::NotFound(_))
+    ));
     assert!(matches!(
         put_multipart(store, &multi, big.clone(), 1 << 20, 3).await,
         Err(StoreError::Invalid(_))
@@ -81,7 +133,13 @@ async fn contract<S: ObjectStore + ?Sized>(store: &S, prefix: &str) {
 
     // bad keys are refused before reaching the store
     for bad in ["", "/abs", "a//b", "a/../b", "a/.hidden", "sp ace"] {
-        assert!(matches!(store.put(bad, Bytes::new()).await, Err(StoreError::Invalid(_))), "{bad}");
+        assert!(
+            matches!(
+                store.put(bad, Bytes::new()).await,
+                Err(StoreError::Invalid(_))
+            ),
+            "{bad}"
+        );
     }
 }
 
@@ -98,14 +156,24 @@ async fn put_if_absent_race<S: ObjectStore + ?Sized>(store: &S, prefix: &str, ro
             }
         });
         let results = futures::future::join_all(attempts).await;
-        let winners: Vec<u8> = results.iter().filter(|(_, r)| r.is_ok()).map(|(w, _)| *w).collect();
+        let winners: Vec<u8> = results
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(w, _)| *w)
+            .collect();
         assert_eq!(winners.len(), 1, "round {round}: {results:?}");
         for (_, result) in &results {
             if let Err(e) = result {
-                assert!(matches!(e, StoreError::AlreadyExists(_)), "round {round}: {e:?}");
+                assert!(
+                    matches!(e, StoreError::AlreadyExists(_)),
+                    "round {round}: {e:?}"
+                );
             }
         }
-        assert_eq!(store.get(&key).await.unwrap(), Bytes::from(vec![winners[0]; 4096]));
+        assert_eq!(
+            store.get(&key).await.unwrap(),
+            Bytes::from(vec![winners[0]; 4096])
+        );
     }
 }
 
@@ -136,11 +204,17 @@ fn local_store_survives_reopen() {
     let again = root.clone();
     run_local(|| async move {
         let store = LocalStore::open(root).unwrap();
-        store.put("log/1/frag", Bytes::from(bytes(3, 5000))).await.unwrap();
+        store
+            .put("log/1/frag", Bytes::from(bytes(3, 5000)))
+            .await
+            .unwrap();
     });
     run_local(|| async move {
         let store = LocalStore::open(again).unwrap();
-        assert_eq!(store.get("log/1/frag").await.unwrap(), Bytes::from(bytes(3, 5000)));
+        assert_eq!(
+            store.get("log/1/frag").await.unwrap(),
+            Bytes::from(bytes(3, 5000))
+        );
     });
 }
 
@@ -168,7 +242,10 @@ fn s3_https_refuses_an_untrusted_certificate() {
         config.retries_max = 0;
         let store = S3Store::new(config).unwrap();
         let err = store.get("whatever").await.unwrap_err();
-        assert!(matches!(err, StoreError::Unavailable(ref m) if m.contains("TLS")), "{err:?}");
+        assert!(
+            matches!(err, StoreError::Unavailable(ref m) if m.contains("TLS")),
+            "{err:?}"
+        );
     });
 }
 
@@ -192,7 +269,10 @@ fn s3_listing_pages_past_1000_keys() {
                 async move { store.put(key, Bytes::from_static(b"x")).await.unwrap() }
             })
             .await;
-        let first = store.list_page(&format!("{prefix}/many/"), None, 1000).await.unwrap();
+        let first = store
+            .list_page(&format!("{prefix}/many/"), None, 1000)
+            .await
+            .unwrap();
         assert_eq!(first.objects.len(), 1000);
         assert!(first.next.is_some());
         let listed = list_all(&store, &format!("{prefix}/many/")).await.unwrap();
@@ -207,11 +287,16 @@ fn s3_multipart_parts_in_parallel_are_byte_identical() {
         let store = S3Store::new(common::s3_config()).unwrap();
         let key = format!("{}/multipart", unique());
         let data = Bytes::from(bytes(9, 33 * 1024 * 1024 + 7));
-        put_multipart(&store, &key, data.clone(), 5 << 20, 8).await.unwrap();
+        put_multipart(&store, &key, data.clone(), 5 << 20, 8)
+            .await
+            .unwrap();
         let back = store.get(&key).await.unwrap();
         assert_eq!(back.len(), data.len());
         assert!(back == data, "multipart object differs");
-        let tail = store.get_range(&key, (data.len() - 100) as u64..data.len() as u64).await.unwrap();
+        let tail = store
+            .get_range(&key, (data.len() - 100) as u64..data.len() as u64)
+            .await
+            .unwrap();
         assert_eq!(tail, data.slice(data.len() - 100..));
     });
 }
@@ -224,7 +309,10 @@ fn s3_wrong_credentials_are_invalid_not_retried() {
         let store = S3Store::new(config).unwrap();
         let started = std::time::Instant::now();
         let err = store.put("k", Bytes::from_static(b"x")).await.unwrap_err();
-        assert!(matches!(err, StoreError::Invalid(ref m) if m.contains("403")), "{err:?}");
+        assert!(
+            matches!(err, StoreError::Invalid(ref m) if m.contains("403")),
+            "{err:?}"
+        );
         assert!(started.elapsed() < std::time::Duration::from_secs(2));
     });
 }
@@ -234,13 +322,20 @@ fn s3_unreachable_server_is_unavailable_after_bounded_retries() {
     run_local(|| async {
         let mut config = common::s3_config();
         // A port nothing listens on: bind one, then drop it.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         config.endpoint = format!("http://127.0.0.1:{port}");
         config.retries_max = 3;
         config.retry_backoff_initial_ms = 5;
         config.retry_backoff_max_ms = 20;
         let store = S3Store::new(config).unwrap();
         let err = store.get("k").await.unwrap_err();
-        assert!(matches!(err, StoreError::Unavailable(ref m) if m.contains("after 4 attempts")), "{err:?}");
+        assert!(
+            matches!(err, StoreError::Unavailable(ref m) if m.contains("after 4 attempts")),
+            "{err:?}"
+        );
     });
 }

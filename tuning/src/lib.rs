@@ -31,7 +31,9 @@ pub enum StoreConfig {
     /// Objects in this process's memory (shared by every shard).
     Memory,
     /// One file per object under a directory: the embedded default.
-    Local { dir: PathBuf },
+    Local {
+        dir: PathBuf,
+    },
     S3(S3Config),
 }
 
@@ -102,8 +104,16 @@ mod tests {
     #[test]
     fn store_kinds_parse_and_explain_mistakes() {
         let dir = PathBuf::from("/tmp/x");
-        assert_eq!(StoreConfig::from_kind("memory", dir.clone()).unwrap().kind(), "memory");
-        assert_eq!(StoreConfig::from_kind("local", dir.clone()).unwrap().kind(), "local");
+        assert_eq!(
+            StoreConfig::from_kind("memory", dir.clone())
+                .unwrap()
+                .kind(),
+            "memory"
+        );
+        assert_eq!(
+            StoreConfig::from_kind("local", dir.clone()).unwrap().kind(),
+            "local"
+        );
         let err = StoreConfig::from_kind("gcs", dir).unwrap_err().to_string();
         assert!(err.contains("memory, local or s3"), "{err}");
     }

@@ -191,8 +191,8 @@ impl<'b> FragmentEncoder<'b> {
 
     /// Appends one entry and returns its log offset.
     pub fn push(&mut self, payload: &[u8], props: &[(&[u8], &[u8])]) -> Result<u64, FormatError> {
-        let payload_len =
-            u32::try_from(payload.len()).map_err(|_| FormatError::TooLarge("payload over 4 GiB"))?;
+        let payload_len = u32::try_from(payload.len())
+            .map_err(|_| FormatError::TooLarge("payload over 4 GiB"))?;
         for (key, value) in props {
             if key.len() > u16::MAX as usize {
                 return Err(FormatError::TooLarge("property key over 64 KiB"));

@@ -295,7 +295,9 @@ async fn read_log(kv: &mut KvClient, keys: &Keys, id: LogId) -> MetaResult<LogIn
             truncated_below,
         }),
         (None, None, None) => Err(MetaError::NotFound(format!("log id {id}"))),
-        _ => Err(MetaError::Corrupt(format!("log id {id} is missing records"))),
+        _ => Err(MetaError::Corrupt(format!(
+            "log id {id} is missing records"
+        ))),
     }
 }
 
@@ -308,7 +310,12 @@ async fn lookup_name(kv: &mut KvClient, keys: &Keys, name: &str) -> MetaResult<L
 
 /// After a failed fenced transaction whose else-branch read the epoch
 /// first: `Fenced` if the epoch moved, `None` if it did not.
-fn fenced_by(responses: &[TxnOpResponse], key: &str, log: LogId, caller: u64) -> MetaResult<Option<MetaError>> {
+fn fenced_by(
+    responses: &[TxnOpResponse],
+    key: &str,
+    log: LogId,
+    caller: u64,
+) -> MetaResult<Option<MetaError>> {
     match txn_get_value(responses, 0) {
         None => Err(MetaError::NotFound(format!("log id {log}"))),
         Some((value, _)) => {
@@ -328,12 +335,21 @@ impl MetaStore for EtcdMeta {
             let counter = keys.next_log_id();
             for _ in 0..CAS_ATTEMPTS_MAX {
                 let (id, guard) = match get_u64(&mut kv, &counter).await? {
-                    Some((next, rev)) => (next, Compare::mod_revision(counter.as_str(), CompareOp::Equal, rev)),
+                    Some((next, rev)) => (
+                        next,
+                        Compare::mod_revision(counter.as_str(), CompareOp::Equal, rev),
+                    ),
                     None => (1, Compare::version(counter.as_str(), CompareOp::Equal, 0)),
                 };
-                let info = InfoRecord { id, name: name.clone() };
+                let info = InfoRecord {
+                    id,
+                    name: name.clone(),
+                };
                 let txn = Txn::new()
-                    .when([Compare::version(name_key.as_str(), CompareOp::Equal, 0), guard])
+                    .when([
+                        Compare::version(name_key.as_str(), CompareOp::Equal, 0),
+                        guard,
+                    ])
                     .and_then([
                         TxnOp::put(counter.as_str(), (id + 1).to_string(), None),
                         TxnOp::put(name_key.as_str(), id.to_string(), None),
@@ -344,13 +360,20 @@ impl MetaStore for EtcdMeta {
                     .or_else([TxnOp::get(name_key.as_str(), None)]);
                 let resp = kv.txn(txn).await.map_err(unavailable)?;
                 if resp.succeeded() {
-                    return Ok(LogInfo { id, name, epoch: 0, truncated_below: 0 });
+                    return Ok(LogInfo {
+                        id,
+                        name,
+                        epoch: 0,
+                        truncated_below: 0,
+                    });
                 }
                 if txn_get_value(&resp.op_responses(), 0).is_some() {
                     return Err(MetaError::AlreadyExists(format!("log {name}")));
                 }
             }
-            Err(MetaError::Unavailable("log id counter too contended".to_string()))
+            Err(MetaError::Unavailable(
+                "log id counter too contended".to_string(),
+            ))
         })
         .await
     }
@@ -388,10 +411,17 @@ impl MetaStore for EtcdMeta {
             let id = lookup_name(&mut kv, &keys, &name).await?;
             let name_key = keys.name(&name);
             let txn = Txn::new()
-                .when([Compare::value(name_key.as_str(), CompareOp::Equal, id.to_string())])
+                .when([Compare::value(
+                    name_key.as_str(),
+                    CompareOp::Equal,
+                    id.to_string(),
+                )])
                 .and_then([
                     TxnOp::delete(name_key.as_str(), None),
-                    TxnOp::delete(keys.log(id), Some(etcd_client::DeleteOptions::new().with_prefix())),
+                    TxnOp::delete(
+                        keys.log(id),
+                        Some(etcd_client::DeleteOptions::new().with_prefix()),
+                    ),
                 ]);
             let resp = kv.txn(txn).await.map_err(unavailable)?;
             if resp.succeeded() {
@@ -407,16 +437,22 @@ impl MetaStore for EtcdMeta {
         self.call(move |mut kv, keys| async move {
             let key = keys.epoch(log);
             let txn = Txn::new()
-                .when([Compare::value(key.as_str(), CompareOp::Equal, expected.to_string())])
+                .when([Compare::value(
+                    key.as_str(),
+                    CompareOp::Equal,
+                    expected.to_string(),
+                )])
                 .and_then([TxnOp::put(key.as_str(), (expected + 1).to_string(), None)])
                 .or_else([TxnOp::get(key.as_str(), None)]);
             let resp = kv.txn(txn).await.map_err(unavailable)?;
             if resp.succeeded() {
                 return Ok(expected + 1);
             }
-            Err(fenced_by(&resp.op_responses(), &key, log, expected)?.unwrap_or_else(|| {
-                MetaError::Conflict(format!("epoch of log {log} changed during the bump"))
-            }))
+            Err(
+                fenced_by(&resp.op_responses(), &key, log, expected)?.unwrap_or_else(|| {
+                    MetaError::Conflict(format!("epoch of log {log} changed during the bump"))
+                }),
+            )
         })
         .await
     }
@@ -445,7 +481,10 @@ impl MetaStore for EtcdMeta {
             if let Some(fenced) = fenced_by(&resp.op_responses(), &epoch_key, log, epoch)? {
                 return Err(fenced);
             }
-            Err(MetaError::AlreadyExists(format!("segment {} of log {log}", segment.id)))
+            Err(MetaError::AlreadyExists(format!(
+                "segment {} of log {log}",
+                segment.id
+            )))
         })
         .await
     }
@@ -484,7 +523,9 @@ impl MetaStore for EtcdMeta {
             for _ in 0..CAS_ATTEMPTS_MAX {
                 let resp = kv.get(key.as_str(), None).await.map_err(unavailable)?;
                 let Some(item) = resp.kvs().first() else {
-                    return Err(MetaError::NotFound(format!("segment {segment} of log {log}")));
+                    return Err(MetaError::NotFound(format!(
+                        "segment {segment} of log {log}"
+                    )));
                 };
                 let record: SegmentInfo = parse_json(&key, item.value())?;
                 let revision = item.mod_revision();
@@ -506,7 +547,9 @@ impl MetaStore for EtcdMeta {
                 }
                 // The record changed under us: read it again.
             }
-            Err(MetaError::Unavailable(format!("segment {segment} too contended")))
+            Err(MetaError::Unavailable(format!(
+                "segment {segment} too contended"
+            )))
         })
         .await
     }
@@ -522,13 +565,19 @@ impl MetaStore for EtcdMeta {
                     return Ok(());
                 }
                 let txn = Txn::new()
-                    .when([Compare::mod_revision(key.as_str(), CompareOp::Equal, revision)])
+                    .when([Compare::mod_revision(
+                        key.as_str(),
+                        CompareOp::Equal,
+                        revision,
+                    )])
                     .and_then([TxnOp::put(key.as_str(), offset.to_string(), None)]);
                 if kv.txn(txn).await.map_err(unavailable)?.succeeded() {
                     return Ok(());
                 }
             }
-            Err(MetaError::Unavailable(format!("truncation of log {log} too contended")))
+            Err(MetaError::Unavailable(format!(
+                "truncation of log {log} too contended"
+            )))
         })
         .await
     }

@@ -117,7 +117,10 @@ impl LocalStore {
                 .map_err(|e| glommio_error(&context, e))?;
             let mut writer = AlignedWriter::new(&file);
             for piece in pieces {
-                writer.write(piece).await.map_err(|e| io_error(&context, e))?;
+                writer
+                    .write(piece)
+                    .await
+                    .map_err(|e| io_error(&context, e))?;
             }
             writer.finish().await.map_err(|e| io_error(&context, e))?;
             file.fdatasync()
@@ -132,7 +135,12 @@ impl LocalStore {
         result.map(|_| path)
     }
 
-    async fn read_file(&self, path: &Path, key: &str, range: Option<Range<u64>>) -> StoreResult<Bytes> {
+    async fn read_file(
+        &self,
+        path: &Path,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> StoreResult<Bytes> {
         self.warm_up_dma().await?;
         let file = DmaFile::open(path)
             .await

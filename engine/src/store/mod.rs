@@ -101,8 +101,12 @@ pub trait ObjectStore {
         data: Bytes,
     ) -> StoreResult<String>;
     /// Completes an upload from its parts' ETags, in part order.
-    async fn complete_multipart(&self, key: &str, upload_id: &str, etags: &[String])
-        -> StoreResult<()>;
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        etags: &[String],
+    ) -> StoreResult<()>;
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()>;
     async fn get(&self, key: &str) -> StoreResult<Bytes>;
     /// Bytes `range` of the object; the range must lie within it.
@@ -176,7 +180,11 @@ pub async fn put_multipart<S: ObjectStore + ?Sized>(
             let end = (start + part_bytes).min(data.len());
             let part = data.slice(start..end);
             let upload_id = upload_id.as_str();
-            async move { store.upload_part(key, upload_id, (i + 1) as u16, part).await }
+            async move {
+                store
+                    .upload_part(key, upload_id, (i + 1) as u16, part)
+                    .await
+            }
         })
         .buffered(parallel_max.max(1))
         .try_collect::<Vec<String>>()
@@ -198,9 +206,9 @@ pub fn validate_key(key: &str) -> StoreResult<()> {
     let valid_char = |c: char| c.is_ascii_alphanumeric() || "-_.=".contains(c);
     let valid = !key.is_empty()
         && key.len() <= 1024
-        && key.split('/').all(|part| {
-            !part.is_empty() && !part.starts_with('.') && part.chars().all(valid_char)
-        });
+        && key
+            .split('/')
+            .all(|part| !part.is_empty() && !part.starts_with('.') && part.chars().all(valid_char));
     if valid {
         Ok(())
     } else {

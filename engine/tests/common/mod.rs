@@ -22,14 +22,14 @@ where
 
 /// The real MinIO the test script started; fails loudly if there is none.
 pub fn s3_config() -> S3Config {
-    S3Config::from_env().unwrap_or_else(|e| panic!("no S3 server for this test ({e}): {SERVERS_HINT}"))
+    S3Config::from_env()
+        .unwrap_or_else(|e| panic!("no S3 server for this test ({e}): {SERVERS_HINT}"))
 }
 
 /// The MinIO serving HTTPS with a test CA.
 pub fn s3_tls_config() -> S3Config {
     let var = |name: &str| {
-        std::env::var(name)
-            .unwrap_or_else(|_| panic!("{name} is not set: {SERVERS_HINT}"))
+        std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: {SERVERS_HINT}"))
     };
     S3Config {
         endpoint: var("WOODPECKER_TEST_S3_TLS_ENDPOINT"),

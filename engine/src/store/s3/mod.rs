@@ -10,7 +10,9 @@
 pub mod http;
 
 use self::http::{Endpoint, HttpError, Pool, Response};
-use super::{check_range, validate_key, ListPage, ObjectMeta, ObjectStore, StoreError, StoreResult};
+use super::{
+    check_range, validate_key, ListPage, ObjectMeta, ObjectStore, StoreError, StoreResult,
+};
 use ::http::{header, Method, StatusCode};
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -175,7 +177,10 @@ impl S3Store {
             None
         };
         let endpoint = Endpoint {
-            host: base.host_str().expect("bucket URLs have a host").to_string(),
+            host: base
+                .host_str()
+                .expect("bucket URLs have a host")
+                .to_string(),
             port: base.port_or_known_default().expect("http(s) has a port"),
             tls,
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
@@ -383,8 +388,10 @@ impl ObjectStore for S3Store {
         let (response, _) = self.call(key, &build).await?;
         expect_success(key, &response)?;
         let text = String::from_utf8_lossy(&response.body);
-        let parsed = rusty_s3::actions::CreateMultipartUpload::parse_response(&text)
-            .map_err(|e| StoreError::Unavailable(format!("{key}: bad CreateMultipartUpload reply: {e}")))?;
+        let parsed =
+            rusty_s3::actions::CreateMultipartUpload::parse_response(&text).map_err(|e| {
+                StoreError::Unavailable(format!("{key}: bad CreateMultipartUpload reply: {e}"))
+            })?;
         Ok(parsed.upload_id().to_string())
     }
 
@@ -490,7 +497,9 @@ impl ObjectStore for S3Store {
         };
         let (response, _) = self.call(key, &build).await?;
         if response.status == StatusCode::RANGE_NOT_SATISFIABLE {
-            return Err(StoreError::Invalid(format!("{key}: range {range:?} outside the object")));
+            return Err(StoreError::Invalid(format!(
+                "{key}: range {range:?} outside the object"
+            )));
         }
         expect_success(key, &response)?;
         if response.status != StatusCode::PARTIAL_CONTENT && response.status != StatusCode::OK {
@@ -499,7 +508,9 @@ impl ObjectStore for S3Store {
         let body = if response.status == StatusCode::OK {
             // Whole object returned: the range must lie within it.
             check_range(key, &range, response.body.len() as u64)?;
-            response.body.slice(range.start as usize..range.end as usize)
+            response
+                .body
+                .slice(range.start as usize..range.end as usize)
         } else {
             response.body
         };
@@ -632,7 +643,10 @@ mod tests {
             };
             glommio::LocalExecutor::default().run(async move {
                 let store = S3Store::new(config).unwrap();
-                (store.pool.authority(), store.bucket.object_url("a/b").to_string())
+                (
+                    store.pool.authority(),
+                    store.bucket.object_url("a/b").to_string(),
+                )
             })
         };
         let (host, url) = run(true);

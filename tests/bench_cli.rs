@@ -1,0 +1,73 @@
+//! The bench tool in tiny mode, so it never rots: every store, JSON output
+//! parsed and checked for the fields the docs promise.
+
+use std::process::Command;
+
+fn bench_raw(store: &str) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_woodpecker"))
+        .args([
+            "bench",
+            "raw",
+            "--store",
+            store,
+            "--object-bytes",
+            "65536",
+            "--inflight",
+            "1,4",
+            "--objects",
+            "8",
+            "--duration-s",
+            "20",
+            "--json",
+        ])
+        .output()
+        .expect("running woodpecker");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "bench raw --store {store} failed: {stderr}"
+    );
+    serde_json::from_slice(&output.stdout).expect("one JSON object on stdout")
+}
+
+fn check(report: &serde_json::Value, store: &str) {
+    assert_eq!(report["store"], store);
+    let levels = report["levels"].as_array().unwrap();
+    assert_eq!(levels.len(), 2);
+    for level in levels {
+        for phase in ["put", "get"] {
+            assert_eq!(level[phase]["objects"], 8, "{level}");
+            assert!(level[phase]["mb_s"].as_f64().unwrap() > 0.0);
+            for q in ["p50", "p90", "p99", "p999", "max"] {
+                assert!(level[phase]["latency_ms"][q].as_f64().unwrap() >= 0.0);
+            }
+        }
+    }
+}
+
+#[test]
+fn bench_raw_memory_and_local() {
+    check(&bench_raw("memory"), "memory");
+    check(&bench_raw("local"), "local");
+}
+
+#[test]
+fn bench_raw_against_minio() {
+    assert!(
+        std::env::var("WOODPECKER_S3_ENDPOINT").is_ok(),
+        "WOODPECKER_S3_ENDPOINT is not set: start the servers with scripts/servers.sh start \
+         and source the environment it prints (scripts/test.sh does both)"
+    );
+    check(&bench_raw("s3"), "s3");
+}
+
+#[test]
+fn bench_rejects_bad_arguments_clearly() {
+    let output = Command::new(env!("CARGO_BIN_EXE_woodpecker"))
+        .args(["bench", "raw", "--store", "gcs"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("memory, local or s3"), "{stderr}");
+}
