@@ -98,7 +98,7 @@ pub fn run(args: RawArgs) -> Result<RawReport, BenchError> {
         .map_err(|e| BenchError::Invalid(e.to_string()))?;
     let factory = StoreFactory::new(config);
     let core = woodpecker_shards::available_cores().first().copied();
-    let shard = woodpecker_shards::spawn_shard("bench-raw", core, move || async move {
+    let shard = woodpecker_shards::spawn_shard("bench-raw", core, false, move || async move {
         let store = factory.open()?;
         let data = Bytes::from(pattern(args.object_bytes));
         let run_id = format!("bench-raw/{:016x}", fastrand_u64());

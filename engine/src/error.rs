@@ -21,7 +21,7 @@ pub enum ErrorKind {
     Closed,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{kind:?}: {detail}")]
 pub struct Error {
     kind: ErrorKind,

@@ -6,7 +6,10 @@
 
 pub mod error;
 pub mod format;
+pub mod layout;
 pub mod meta;
+pub mod recovery;
+pub mod scan;
 pub mod store;
 
 pub use error::{Error, ErrorKind, Result};

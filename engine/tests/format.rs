@@ -32,9 +32,8 @@ fn encode(entries: &[Entry], last: bool) -> Vec<u8> {
             encoded_entry_bytes(payload.len(), &props)
         })
         .sum();
-    let mut buf = vec![0u8; fragment_bytes_for(size)];
-    let mut index = Vec::new();
-    let mut encoder = FragmentEncoder::new(&mut buf, &mut index, meta());
+    let buf = vec![0u8; fragment_bytes_for(size)];
+    let mut encoder = FragmentEncoder::new(buf, Vec::new(), meta());
     for (i, (payload, props)) in entries.iter().enumerate() {
         let props: Vec<(&[u8], &[u8])> = props
             .iter()
@@ -43,6 +42,7 @@ fn encode(entries: &[Entry], last: bool) -> Vec<u8> {
         assert_eq!(encoder.push(payload, &props).unwrap(), 1000 + i as u64);
     }
     let len = encoder.finish(last).unwrap();
+    let (buf, _) = encoder.into_parts();
     assert_eq!(
         len,
         buf.len(),
@@ -132,9 +132,8 @@ fn random_fragments_round_trip() {
 
 #[test]
 fn encoder_reports_full_and_reuses_scratch() {
-    let mut buf = vec![0u8; 200];
-    let mut index = Vec::with_capacity(16);
-    let mut encoder = FragmentEncoder::new(&mut buf, &mut index, meta());
+    let mut buf = [0u8; 200];
+    let mut encoder = FragmentEncoder::new(&mut buf[..], Vec::with_capacity(16), meta());
     let mut pushed = 0;
     loop {
         match encoder.push(&[1u8; 30], &[]) {
@@ -146,20 +145,37 @@ fn encoder_reports_full_and_reuses_scratch() {
     assert!(pushed >= 2);
     let len = encoder.finish(false).unwrap();
     assert!(len <= 200);
+    // Reuse: the same buffer and index serve the next fragment.
+    let first = encoder.bytes().to_vec();
+    assert_eq!(first.len(), len);
+    let next = FragmentMeta {
+        fragment_index: 13,
+        first_offset: 1000 + pushed as u64,
+        ..meta()
+    };
+    encoder.reset(next);
+    encoder.push(b"next", &[]).unwrap();
+    encoder.finish(true).unwrap();
+    let second = encoder.bytes().to_vec();
+    let (_, index) = encoder.into_parts();
     assert_eq!(
         index.capacity(),
         16,
         "scratch index reused, not reallocated"
     );
-    let decoded = DecodedFragment::decode(&buf[..len]).unwrap();
+    let decoded = DecodedFragment::decode(&first).unwrap();
     assert_eq!(decoded.entries().count(), pushed);
+    let decoded = DecodedFragment::decode(&second).unwrap();
+    assert_eq!(decoded.header.fragment_index, 13);
+    assert_eq!(
+        decoded.entries().next().unwrap().offset,
+        1000 + pushed as u64
+    );
 }
 
 #[test]
 fn empty_fragment_is_refused() {
-    let mut buf = vec![0u8; 200];
-    let mut index = Vec::new();
-    let encoder = FragmentEncoder::new(&mut buf, &mut index, meta());
+    let mut encoder = FragmentEncoder::new(vec![0u8; 200], Vec::new(), meta());
     assert!(encoder.finish(false).is_err());
 }
 

@@ -5,6 +5,16 @@
 //! driving its own io_uring rings. The ingest rings, buffer pools and the
 //! flush/upload pipeline of the write path live here too as they arrive.
 
+pub mod buffer;
+pub mod client;
+pub mod config;
+mod driver;
+pub mod ring;
+
+pub use client::{block_on, Client, LogWriter};
+pub use config::Config;
+pub use driver::Properties;
+
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use std::future::Future;
 
@@ -54,10 +64,12 @@ impl<T: Send + 'static> ShardHandle<T> {
 }
 
 /// Starts a glommio executor on a new thread, pinned to `core` when given,
-/// and runs the future `make` builds there.
+/// and runs the future `make` builds there. With `detect_stalls`, a task
+/// that holds the core too long is reported on stderr with its backtrace.
 pub fn spawn_shard<F, Fut, T>(
     name: &str,
     core: Option<usize>,
+    detect_stalls: bool,
     make: F,
 ) -> Result<ShardHandle<T>, ShardError>
 where
@@ -69,13 +81,14 @@ where
         Some(core) => Placement::Fixed(core),
         None => Placement::Unbound,
     };
-    let handle = LocalExecutorBuilder::new(placement)
-        .name(name)
-        .spawn(make)
-        .map_err(|e| ShardError::Start {
-            name: name.to_string(),
-            detail: e.to_string(),
-        })?;
+    let mut builder = LocalExecutorBuilder::new(placement).name(name);
+    if detect_stalls {
+        builder = builder.detect_stalls(Some(Box::new(glommio::DefaultStallDetectionHandler {})));
+    }
+    let handle = builder.spawn(make).map_err(|e| ShardError::Start {
+        name: name.to_string(),
+        detail: e.to_string(),
+    })?;
     Ok(ShardHandle {
         name: name.to_string(),
         handle,
@@ -103,7 +116,7 @@ mod tests {
     #[test]
     fn pinned_shard_runs_on_its_core() {
         let core = available_cores()[0];
-        let handle = spawn_shard("test-shard", Some(core), || async {
+        let handle = spawn_shard("test-shard", Some(core), true, || async {
             std::thread::current().name().map(str::to_string)
         })
         .unwrap();

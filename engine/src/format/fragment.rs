@@ -149,34 +149,53 @@ fn props_bytes(props: &[(&[u8], &[u8])]) -> usize {
         .sum()
 }
 
-/// Writes one fragment into a caller-provided buffer.
+/// Writes one fragment into a caller-provided buffer `B` (a slice, a
+/// `Vec<u8>`, or an aligned pooled buffer).
 ///
-/// Entries are copied once, straight into `buf`, and their CRC32C is
-/// computed over the bytes just written. The index positions go into a
-/// caller-owned scratch vector whose capacity is reused, so encoding in
-/// steady state allocates nothing.
-pub struct FragmentEncoder<'b> {
-    buf: &'b mut [u8],
-    index: &'b mut Vec<u32>,
+/// Entries are copied once, straight into the buffer, and their CRC32C is
+/// computed over the bytes just written. Entry positions go into an index
+/// vector whose capacity is reused across fragments ([`Self::reset`],
+/// [`Self::into_parts`]), so encoding in steady state allocates nothing.
+pub struct FragmentEncoder<B> {
+    buf: B,
+    index: Vec<u32>,
     meta: FragmentMeta,
     /// End of the entry region written so far (absolute position in `buf`).
     end: usize,
+    finished: bool,
 }
 
-impl<'b> FragmentEncoder<'b> {
-    /// Starts a fragment in `buf`. `index` is cleared and used as scratch.
-    pub fn new(buf: &'b mut [u8], index: &'b mut Vec<u32>, meta: FragmentMeta) -> Self {
+impl<B: AsRef<[u8]> + AsMut<[u8]>> FragmentEncoder<B> {
+    /// Starts a fragment in `buf`; `index` is cleared and used as scratch.
+    pub fn new(buf: B, mut index: Vec<u32>, meta: FragmentMeta) -> Self {
         index.clear();
         FragmentEncoder {
             buf,
             index,
             meta,
             end: FRAGMENT_HEADER_BYTES,
+            finished: false,
         }
+    }
+
+    /// Starts a new fragment in the same buffer and index.
+    pub fn reset(&mut self, meta: FragmentMeta) {
+        self.index.clear();
+        self.meta = meta;
+        self.end = FRAGMENT_HEADER_BYTES;
+        self.finished = false;
+    }
+
+    pub fn meta(&self) -> &FragmentMeta {
+        &self.meta
     }
 
     pub fn entry_count(&self) -> usize {
         self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
     }
 
     /// Bytes the fragment would take if finished now.
@@ -189,8 +208,19 @@ impl<'b> FragmentEncoder<'b> {
         self.meta.first_offset + self.index.len() as u64
     }
 
+    /// The encoded bytes; complete once [`Self::finish`] returned.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf.as_ref()[..self.encoded_len()]
+    }
+
+    /// Takes back the buffer and the index scratch.
+    pub fn into_parts(self) -> (B, Vec<u32>) {
+        (self.buf, self.index)
+    }
+
     /// Appends one entry and returns its log offset.
     pub fn push(&mut self, payload: &[u8], props: &[(&[u8], &[u8])]) -> Result<u64, FormatError> {
+        assert!(!self.finished, "push after finish");
         let payload_len = u32::try_from(payload.len())
             .map_err(|_| FormatError::TooLarge("payload over 4 GiB"))?;
         for (key, value) in props {
@@ -209,23 +239,24 @@ impl<'b> FragmentEncoder<'b> {
             return Err(FormatError::Full);
         }
         let needed = self.encoded_len() + record_bytes + INDEX_SLOT_BYTES;
-        if needed > self.buf.len() {
+        if needed > self.buf.as_ref().len() {
             return Err(FormatError::Full);
         }
 
         let offset = self.next_offset();
         let start = self.end;
+        let buf = self.buf.as_mut();
         let mut at = start + ENTRY_HEADER_BYTES;
         for (key, value) in props {
-            self.buf[at..at + 2].copy_from_slice(&(key.len() as u16).to_le_bytes());
-            self.buf[at + 2..at + 6].copy_from_slice(&(value.len() as u32).to_le_bytes());
+            buf[at..at + 2].copy_from_slice(&(key.len() as u16).to_le_bytes());
+            buf[at + 2..at + 6].copy_from_slice(&(value.len() as u32).to_le_bytes());
             at += PROPERTY_HEADER_BYTES;
-            self.buf[at..at + key.len()].copy_from_slice(key);
+            buf[at..at + key.len()].copy_from_slice(key);
             at += key.len();
-            self.buf[at..at + value.len()].copy_from_slice(value);
+            buf[at..at + value.len()].copy_from_slice(value);
             at += value.len();
         }
-        self.buf[at..at + payload.len()].copy_from_slice(payload);
+        buf[at..at + payload.len()].copy_from_slice(payload);
         at += payload.len();
         debug_assert_eq!(at, start + record_bytes);
 
@@ -233,26 +264,27 @@ impl<'b> FragmentEncoder<'b> {
             offset,
             payload_len,
             props_len,
-            &self.buf[start + ENTRY_HEADER_BYTES..at],
+            &buf[start + ENTRY_HEADER_BYTES..at],
         );
         let header = EntryHeader {
             payload_len,
             props_len,
             entry_crc,
         };
-        self.buf[start..start + ENTRY_HEADER_BYTES].copy_from_slice(bytemuck::bytes_of(&header));
+        buf[start..start + ENTRY_HEADER_BYTES].copy_from_slice(bytemuck::bytes_of(&header));
         self.index.push((start - FRAGMENT_HEADER_BYTES) as u32);
         self.end = at;
         Ok(offset)
     }
 
-    /// Writes index, footer and header; returns the fragment's length in `buf`.
-    ///
-    /// A fragment holds at least one entry.
-    pub fn finish(self, last_of_segment: bool) -> Result<usize, FormatError> {
+    /// Writes index, footer and header; returns the fragment's length. The
+    /// bytes are then [`Self::bytes`]. A fragment holds at least one entry.
+    pub fn finish(&mut self, last_of_segment: bool) -> Result<usize, FormatError> {
         if self.index.is_empty() {
             return Err(FormatError::TooLarge("a fragment needs at least one entry"));
         }
+        assert!(!self.finished, "finish called twice");
+        self.finished = true;
         let entry_count = self.index.len() as u32;
         let entries_bytes = (self.end - FRAGMENT_HEADER_BYTES) as u64;
         let mut header = FragmentHeader {
@@ -273,18 +305,18 @@ impl<'b> FragmentEncoder<'b> {
             header_crc: 0,
         };
         header.header_crc = crc32c::crc32c(&bytemuck::bytes_of(&header)[..HEADER_CRC_SPAN]);
-        self.buf[..FRAGMENT_HEADER_BYTES].copy_from_slice(bytemuck::bytes_of(&header));
-
         let index_start = self.end;
         let index_bytes: &[u8] = bytemuck::cast_slice(self.index.as_slice());
         let footer_start = index_start + index_bytes.len();
-        self.buf[index_start..footer_start].copy_from_slice(index_bytes);
         let index_crc = crc32c::crc32c(index_bytes);
-        self.buf[footer_start..footer_start + 4].copy_from_slice(&entry_count.to_le_bytes());
-        self.buf[footer_start + 4..footer_start + 8].copy_from_slice(&index_crc.to_le_bytes());
-        let fragment_crc = crc32c::crc32c(&self.buf[..footer_start + 8]);
-        self.buf[footer_start + 8..footer_start + 12].copy_from_slice(&fragment_crc.to_le_bytes());
-        self.buf[footer_start + 12..footer_start + 16]
+        let buf = self.buf.as_mut();
+        buf[..FRAGMENT_HEADER_BYTES].copy_from_slice(bytemuck::bytes_of(&header));
+        buf[index_start..footer_start].copy_from_slice(index_bytes);
+        buf[footer_start..footer_start + 4].copy_from_slice(&entry_count.to_le_bytes());
+        buf[footer_start + 4..footer_start + 8].copy_from_slice(&index_crc.to_le_bytes());
+        let fragment_crc = crc32c::crc32c(&buf[..footer_start + 8]);
+        buf[footer_start + 8..footer_start + 12].copy_from_slice(&fragment_crc.to_le_bytes());
+        buf[footer_start + 12..footer_start + 16]
             .copy_from_slice(&FRAGMENT_END_MAGIC.to_le_bytes());
         let total = footer_start + FRAGMENT_FOOTER_BYTES;
         debug_assert_eq!(total, self.encoded_len());

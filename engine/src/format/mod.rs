@@ -7,6 +7,7 @@
 //! the on-wire bytes).
 
 pub mod fragment;
+pub mod marker;
 
 pub use fragment::{
     DecodedFragment, EntryRef, FormatError, FragmentEncoder, FragmentHeader, FragmentMeta,

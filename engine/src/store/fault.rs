@@ -162,8 +162,11 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
         key: &str,
         upload_id: &str,
         etags: &[String],
+        if_absent: bool,
     ) -> StoreResult<()> {
-        let call = self.inner.complete_multipart(key, upload_id, etags);
+        let call = self
+            .inner
+            .complete_multipart(key, upload_id, etags, if_absent);
         self.run(Op::CompleteMultipart, key, call).await
     }
 

@@ -317,8 +317,12 @@ impl ObjectStore for LocalStore {
         key: &str,
         upload_id: &str,
         etags: &[String],
+        if_absent: bool,
     ) -> StoreResult<()> {
         let target = self.object_path(key)?;
+        if if_absent && target.exists() {
+            return Err(StoreError::AlreadyExists(key.to_string()));
+        }
         let dir = self.upload_dir(upload_id)?;
         let mut parts = Vec::with_capacity(etags.len());
         for (i, etag) in etags.iter().enumerate() {
@@ -331,7 +335,7 @@ impl ObjectStore for LocalStore {
         }
         let pieces: Vec<&[u8]> = parts.iter().map(|p| p.as_ref()).collect();
         let temp = self.write_temp(&pieces).await?;
-        self.install(&temp, &target, true, key)?;
+        self.install(&temp, &target, !if_absent, key)?;
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }

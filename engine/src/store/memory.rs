@@ -51,6 +51,9 @@ fn etag_of(data: &[u8]) -> String {
 impl ObjectStore for MemoryStore {
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
         validate_key(key)?;
+        // Store a copy, as a real store would: the caller's bytes may be a
+        // pooled buffer that must go back to its pool.
+        let data = Bytes::copy_from_slice(&data);
         self.state().objects.insert(key.to_string(), data);
         Ok(())
     }
@@ -61,7 +64,9 @@ impl ObjectStore for MemoryStore {
         if state.objects.contains_key(key) {
             return Err(StoreError::AlreadyExists(key.to_string()));
         }
-        state.objects.insert(key.to_string(), data);
+        state
+            .objects
+            .insert(key.to_string(), Bytes::copy_from_slice(&data));
         Ok(())
     }
 
@@ -92,7 +97,9 @@ impl ObjectStore for MemoryStore {
             .filter(|u| u.key == key)
             .ok_or_else(|| StoreError::NotFound(format!("upload {upload_id} of {key}")))?;
         let etag = etag_of(&data);
-        upload.parts.insert(part_number, data);
+        upload
+            .parts
+            .insert(part_number, Bytes::copy_from_slice(&data));
         Ok(etag)
     }
 
@@ -101,8 +108,13 @@ impl ObjectStore for MemoryStore {
         key: &str,
         upload_id: &str,
         etags: &[String],
+        if_absent: bool,
     ) -> StoreResult<()> {
         let mut state = self.state();
+        if if_absent && state.objects.contains_key(key) {
+            state.uploads.remove(upload_id);
+            return Err(StoreError::AlreadyExists(key.to_string()));
+        }
         let upload = state
             .uploads
             .remove(upload_id)

@@ -13,6 +13,7 @@
 //! Futures are `!Send`: a store is used from the executor thread that made
 //! it (S3 connections and DMA files belong to one core).
 
+pub mod config;
 pub mod fault;
 pub mod local;
 pub mod memory;
@@ -47,6 +48,8 @@ impl StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+pub use config::{StoreConfig, StoreFactory};
 
 /// One listed or inspected object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,12 +103,15 @@ pub trait ObjectStore {
         part_number: u16,
         data: Bytes,
     ) -> StoreResult<String>;
-    /// Completes an upload from its parts' ETags, in part order.
+    /// Completes an upload from its parts' ETags, in part order. With
+    /// `if_absent`, only if no object is at `key` ([`StoreError::AlreadyExists`]
+    /// otherwise), atomically, as for [`ObjectStore::put_if_absent`].
     async fn complete_multipart(
         &self,
         key: &str,
         upload_id: &str,
         etags: &[String],
+        if_absent: bool,
     ) -> StoreResult<()>;
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()>;
     async fn get(&self, key: &str) -> StoreResult<Bytes>;
@@ -162,6 +168,28 @@ pub async fn put_multipart<S: ObjectStore + ?Sized>(
     part_bytes: usize,
     parallel_max: usize,
 ) -> StoreResult<()> {
+    multipart(store, key, data, part_bytes, parallel_max, false).await
+}
+
+/// [`put_multipart`] that completes only if no object is at `key`.
+pub async fn put_multipart_if_absent<S: ObjectStore + ?Sized>(
+    store: &S,
+    key: &str,
+    data: Bytes,
+    part_bytes: usize,
+    parallel_max: usize,
+) -> StoreResult<()> {
+    multipart(store, key, data, part_bytes, parallel_max, true).await
+}
+
+async fn multipart<S: ObjectStore + ?Sized>(
+    store: &S,
+    key: &str,
+    data: Bytes,
+    part_bytes: usize,
+    parallel_max: usize,
+    if_absent: bool,
+) -> StoreResult<()> {
     if part_bytes < MULTIPART_PART_BYTES_MIN {
         return Err(StoreError::Invalid(format!(
             "multipart part size {part_bytes} is under the 5 MiB minimum"
@@ -190,7 +218,11 @@ pub async fn put_multipart<S: ObjectStore + ?Sized>(
         .try_collect::<Vec<String>>()
         .await;
     let completed = match uploads {
-        Ok(etags) => store.complete_multipart(key, &upload_id, &etags).await,
+        Ok(etags) => {
+            store
+                .complete_multipart(key, &upload_id, &etags, if_absent)
+                .await
+        }
         Err(err) => Err(err),
     };
     if let Err(err) = completed {

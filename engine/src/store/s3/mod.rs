@@ -428,17 +428,26 @@ impl ObjectStore for S3Store {
         key: &str,
         upload_id: &str,
         etags: &[String],
+        if_absent: bool,
     ) -> StoreResult<()> {
+        let headers: Vec<(header::HeaderName, String)> = if if_absent {
+            vec![(header::IF_NONE_MATCH, "*".to_string())]
+        } else {
+            Vec::new()
+        };
         let build = || {
-            let action = self.bucket.complete_multipart_upload(
+            let mut action = self.bucket.complete_multipart_upload(
                 Some(&self.credentials),
                 key,
                 upload_id,
                 etags.iter().map(String::as_str),
             );
+            for (name, value) in &headers {
+                action.headers_mut().insert(name.as_str(), value.as_str());
+            }
             let url = action.sign(SIGNATURE_TTL);
             let body = Bytes::from(action.body());
-            self.request(Method::POST, url, &[], body)
+            self.request(Method::POST, url, &headers, body)
         };
         let (response, _) = self.call(key, &build).await?;
         expect_success(key, &response)?;

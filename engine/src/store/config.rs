@@ -1,0 +1,105 @@
+//! Choosing and opening a store on each shard.
+
+use super::local::LocalStore;
+use super::memory::MemoryStore;
+use super::s3::{S3Config, S3Store};
+use super::{ObjectStore, StoreError};
+use std::path::PathBuf;
+use std::rc::Rc;
+
+/// Which object store, and its settings.
+#[derive(Clone, Debug)]
+pub enum StoreConfig {
+    /// Objects in this process's memory (shared by every shard).
+    Memory,
+    /// One file per object under a directory: the embedded default.
+    Local {
+        dir: PathBuf,
+    },
+    S3(S3Config),
+}
+
+impl StoreConfig {
+    /// Parses `memory`, `local` or `s3`; `s3` reads the `WOODPECKER_S3_*`
+    /// variables and `local` uses `local_dir`.
+    pub fn from_kind(kind: &str, local_dir: PathBuf) -> Result<StoreConfig, StoreError> {
+        match kind {
+            "memory" => Ok(StoreConfig::Memory),
+            "local" => Ok(StoreConfig::Local { dir: local_dir }),
+            "s3" => S3Config::from_env()
+                .map(StoreConfig::S3)
+                .map_err(|e| StoreError::Invalid(format!("--store s3: {e}"))),
+            other => Err(StoreError::Invalid(format!(
+                "unknown store {other:?}: expected memory, local or s3"
+            ))),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreConfig::Memory => "memory",
+            StoreConfig::Local { .. } => "local",
+            StoreConfig::S3(_) => "s3",
+        }
+    }
+}
+
+/// Opens stores on executor threads. `Send + Sync`: build it once, then call
+/// [`StoreFactory::open`] on each shard (S3 connections and DMA files
+/// belong to the thread that opened them; the memory store is shared).
+#[derive(Clone)]
+pub struct StoreFactory {
+    config: StoreConfig,
+    memory: MemoryStore,
+}
+
+impl StoreFactory {
+    pub fn new(config: StoreConfig) -> StoreFactory {
+        StoreFactory {
+            config,
+            memory: MemoryStore::new(),
+        }
+    }
+
+    /// A factory whose memory store is `memory` (to share it with a test).
+    pub fn with_memory(memory: MemoryStore) -> StoreFactory {
+        StoreFactory {
+            config: StoreConfig::Memory,
+            memory,
+        }
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    pub fn open(&self) -> Result<Rc<dyn ObjectStore>, StoreError> {
+        Ok(match &self.config {
+            StoreConfig::Memory => Rc::new(self.memory.clone()),
+            StoreConfig::Local { dir } => Rc::new(LocalStore::open(dir.clone())?),
+            StoreConfig::S3(config) => Rc::new(S3Store::new(config.clone())?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_kinds_parse_and_explain_mistakes() {
+        let dir = PathBuf::from("/tmp/x");
+        assert_eq!(
+            StoreConfig::from_kind("memory", dir.clone())
+                .unwrap()
+                .kind(),
+            "memory"
+        );
+        assert_eq!(
+            StoreConfig::from_kind("local", dir.clone()).unwrap().kind(),
+            "local"
+        );
+        let err = StoreConfig::from_kind("gcs", dir).unwrap_err().to_string();
+        assert!(err.contains("memory, local or s3"), "{err}");
+    }
+}

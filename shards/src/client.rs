@@ -1,0 +1,516 @@
+//! The embedded client: `Client` (logs: create, list, delete, open a
+//! writer) and `LogWriter` (append, batches, close). Usable from any thread:
+//! every future is `Send` and runtime-agnostic (await it on tokio, on
+//! another executor, or block on it with [`block_on`]).
+//!
+//! A `Client` starts `config.shards` pinned glommio executors. Each log
+//! belongs to shard `shard_of(log_id, shards)`, where its writer runs; the
+//! writer's appends reach it through the writer's own lock-free ring.
+
+use crate::buffer::BufferPool;
+use crate::config::Config;
+use crate::driver::{LogDriver, Properties, Request, ShardServices};
+use crate::ring::{PushError, Ring};
+use crate::{shard_of, spawn_shard, ShardHandle};
+use bytes::Bytes;
+use futures::channel::oneshot;
+use futures::future::LocalBoxFuture;
+use std::future::{poll_fn, Future};
+use std::ops::Range;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use woodpecker_engine::layout::Layout;
+use woodpecker_engine::meta::{LogInfo, MetaError, MetaStore, SegmentInfo, SegmentState};
+use woodpecker_engine::recovery::recover_segment;
+use woodpecker_engine::scan::{scan_log, ScannedEntry};
+use woodpecker_engine::store::{list_all, StoreFactory};
+use woodpecker_engine::{Error, ErrorKind, Result};
+
+/// Control requests queued to one shard at most.
+const CONTROL_RING_MAX: usize = 1024;
+
+/// Runs a future to completion on the calling thread, for blocking callers.
+/// Never call it on a shard thread.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    futures::executor::block_on(future)
+}
+
+type ShardJob = Box<dyn FnOnce(ShardServices) -> LocalBoxFuture<'static, ()> + Send>;
+
+enum Control {
+    Run(ShardJob),
+}
+
+struct Inner {
+    config: Config,
+    meta: Arc<dyn MetaStore>,
+    layout: Layout,
+    controls: Vec<Arc<Ring<Control>>>,
+    handles: Mutex<Vec<ShardHandle<()>>>,
+}
+
+/// The embedded Woodpecker client. Cheap to clone; shut down by
+/// [`Client::shutdown`] or when the last clone is dropped.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl Client {
+    /// Starts the shards. `store` opens the object store on each shard.
+    pub fn start(config: Config, store: StoreFactory, meta: Arc<dyn MetaStore>) -> Result<Client> {
+        config
+            .validate()
+            .map_err(|e| Error::new(ErrorKind::Invalid, format!("configuration: {e}")))?;
+        let layout = Layout::new(&config.key_prefix)?;
+        let cores = crate::available_cores();
+        let mut controls = Vec::with_capacity(config.shards);
+        let mut handles = Vec::with_capacity(config.shards);
+        for shard in 0..config.shards {
+            let control = Arc::new(Ring::new(CONTROL_RING_MAX));
+            let core = match (config.pin_cores, cores.is_empty()) {
+                (true, false) => Some(cores[shard % cores.len()]),
+                _ => None,
+            };
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let services_config = config.clone();
+            let factory = store.clone();
+            let meta = meta.clone();
+            let layout = layout.clone();
+            let ring = control.clone();
+            let stalls = config.stall_detection;
+            let handle = spawn_shard(
+                &format!("woodpecker-shard-{shard}"),
+                core,
+                stalls,
+                move || async move {
+                    let opened = factory.open().map_err(Error::from);
+                    let store = match opened {
+                        Ok(store) => {
+                            let _ = ready_tx.send(Ok(()));
+                            store
+                        }
+                        Err(err) => {
+                            let _ = ready_tx.send(Err(err));
+                            return;
+                        }
+                    };
+                    let services_config = Rc::new(services_config);
+                    let pool = BufferPool::new(
+                        services_config.buffers_per_shard(),
+                        services_config.fragment_bytes_max,
+                    );
+                    let services = ShardServices {
+                        config: services_config,
+                        store,
+                        meta,
+                        layout,
+                        pool,
+                        drivers: Default::default(),
+                    };
+                    shard_main(services, ring).await;
+                },
+            )
+            .map_err(|e| Error::new(ErrorKind::Unavailable, e.to_string()))?;
+            ready_rx
+                .recv()
+                .map_err(|_| Error::new(ErrorKind::Unavailable, "shard died while starting"))??;
+            controls.push(control);
+            handles.push(handle);
+        }
+        Ok(Client {
+            inner: Arc::new(Inner {
+                config,
+                meta,
+                layout,
+                controls,
+                handles: Mutex::new(handles),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub async fn create_log(&self, name: &str) -> Result<LogInfo> {
+        Ok(self.inner.meta.create_log(name).await?)
+    }
+
+    pub async fn get_log(&self, name: &str) -> Result<LogInfo> {
+        Ok(self.inner.meta.get_log(name).await?)
+    }
+
+    pub async fn list_logs(&self) -> Result<Vec<LogInfo>> {
+        Ok(self.inner.meta.list_logs().await?)
+    }
+
+    /// Deletes a log: its metadata first (so nobody finds it), then its
+    /// objects. A crash in between leaves unreferenced objects, not a
+    /// broken log.
+    pub async fn delete_log(&self, name: &str) -> Result<()> {
+        let log = self.get_log(name).await?;
+        self.inner.meta.delete_log(name).await?;
+        let prefix = self.inner.layout.log_prefix(log.id);
+        self.on_shard(log.id, move |services| async move {
+            for object in list_all(&*services.store, &prefix).await? {
+                services.store.delete(&object.key).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Opens the log's writer: fences every earlier writer (epoch bump in
+    /// metadata), recovers and seals segments they left open, and starts a
+    /// new segment. A writer opened elsewhere later fences this one.
+    pub async fn open_writer(&self, name: &str) -> Result<LogWriter> {
+        let log = self.get_log(name).await?;
+        let ring_max = self.inner.config.ring_requests_max;
+        let entry_bytes_max = self.inner.config.entry_bytes_max();
+        let opened = self
+            .on_shard(log.id, move |services| async move {
+                open_on_shard(services, log, ring_max).await
+            })
+            .await?;
+        Ok(LogWriter {
+            ring: opened.ring,
+            log: opened.log,
+            epoch: opened.epoch,
+            durable: opened.durable,
+            entry_bytes_max,
+        })
+    }
+
+    /// Every visible entry of a log, checked, in offset order, held in
+    /// memory: for tools and tests ([`woodpecker_engine::scan`]).
+    pub async fn scan(&self, name: &str) -> Result<Vec<ScannedEntry>> {
+        let log = self.get_log(name).await?;
+        self.on_shard(log.id, move |services| async move {
+            let layout = services.layout.clone();
+            scan_log(&*services.store, &*services.meta, &layout, log.id).await
+        })
+        .await
+    }
+
+    /// Runs `job` on the shard that owns `log` and returns its result.
+    async fn on_shard<T, F, Fut>(&self, log: u64, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(ShardServices) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T>> + 'static,
+    {
+        let shard = shard_of(log, self.inner.controls.len());
+        let (tx, rx) = oneshot::channel();
+        let job: ShardJob = Box::new(move |services| {
+            Box::pin(async move {
+                let _ = tx.send(job(services).await);
+            })
+        });
+        if self.inner.controls[shard]
+            .push(Control::Run(job))
+            .await
+            .is_err()
+        {
+            return Err(closed("the client is shut down"));
+        }
+        rx.await
+            .map_err(|_| Error::new(ErrorKind::Unavailable, "the shard dropped the request"))?
+    }
+
+    /// Stops the shards after their writers finish closing. Idempotent.
+    pub fn shutdown(&self) {
+        for control in &self.inner.controls {
+            control.close();
+        }
+        let handles = std::mem::take(&mut *self.inner.handles.lock().expect("handles lock"));
+        for handle in handles {
+            if let Err(err) = handle.join() {
+                tracing::error!(error = %err, "shard ended badly");
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for control in &self.controls {
+            control.close();
+        }
+        let handles = std::mem::take(self.handles.get_mut().expect("handles lock"));
+        for handle in handles {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn closed(detail: &str) -> Error {
+    Error::new(ErrorKind::Closed, detail)
+}
+
+/// The shard's control loop: runs jobs until the client shuts down, then
+/// waits for its log writers to finish closing.
+async fn shard_main(services: ShardServices, control: Arc<Ring<Control>>) {
+    let jobs = glommio::sync::Gate::new();
+    loop {
+        poll_fn(|cx| control.poll_ready(cx)).await;
+        match control.pop() {
+            Some(Control::Run(job)) => {
+                if let Ok(task) = jobs.spawn(job(services.clone())) {
+                    task.detach();
+                }
+            }
+            None if control.is_closed() => break,
+            None => {}
+        }
+    }
+    let _ = jobs.close().await;
+    services.drivers_done().await;
+}
+
+struct OpenedWriter {
+    ring: Arc<Ring<Request>>,
+    log: LogInfo,
+    epoch: u64,
+    durable: Arc<AtomicU64>,
+}
+
+async fn open_on_shard(
+    services: ShardServices,
+    log: LogInfo,
+    ring_max: usize,
+) -> Result<OpenedWriter> {
+    let meta = services.meta.clone();
+    let current = meta.get_log(&log.name).await?;
+    if current.id != log.id {
+        return Err(Error::new(
+            ErrorKind::Invalid,
+            format!("log {} was replaced", log.name),
+        ));
+    }
+    let epoch = match meta.bump_epoch(log.id, current.epoch).await {
+        Ok(epoch) => epoch,
+        Err(MetaError::Fenced { current, .. }) => {
+            return Err(Error::new(
+                ErrorKind::Fenced,
+                format!(
+                    "another writer of {} opened concurrently (epoch {current})",
+                    log.name
+                ),
+            ))
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let mut next_offset = 0;
+    let mut next_segment = 0;
+    for segment in meta.list_segments(log.id).await? {
+        let segment = match segment.state {
+            SegmentState::Open => {
+                recover_segment(
+                    &*services.store,
+                    &*meta,
+                    &services.layout,
+                    log.id,
+                    epoch,
+                    &segment,
+                )
+                .await?
+            }
+            SegmentState::Sealed => segment,
+        };
+        next_offset = segment.end_offset;
+        next_segment = segment.id + 1;
+    }
+    let segment = SegmentInfo::new_open(next_segment, epoch, next_offset);
+    meta.create_segment(log.id, epoch, &segment).await?;
+    let ring = Arc::new(Ring::new(ring_max));
+    let durable = Arc::new(AtomicU64::new(next_offset));
+    let driver = LogDriver::new(
+        services.clone(),
+        log.id,
+        epoch,
+        &segment,
+        ring.clone(),
+        durable.clone(),
+    );
+    services.spawn_driver(driver)?;
+    Ok(OpenedWriter {
+        ring,
+        log: LogInfo { epoch, ..current },
+        epoch,
+        durable,
+    })
+}
+
+/// The single writer of one log. Appends may come from any number of
+/// threads; each gets its offset when durable, in offset order.
+/// Dropping the writer closes it (without waiting); prefer [`LogWriter::close`].
+pub struct LogWriter {
+    ring: Arc<Ring<Request>>,
+    log: LogInfo,
+    epoch: u64,
+    durable: Arc<AtomicU64>,
+    entry_bytes_max: usize,
+}
+
+impl LogWriter {
+    pub fn log(&self) -> &LogInfo {
+        &self.log
+    }
+
+    /// The fencing epoch this writer holds.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Every entry below this offset is durable and acknowledged.
+    pub fn durable_offset(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    /// Largest payload (properties included) one entry may carry.
+    pub fn entry_bytes_max(&self) -> usize {
+        self.entry_bytes_max
+    }
+
+    /// Appends one entry; resolves to its offset once it is durable. The
+    /// request enters the ring now if there is room (so offsets follow call
+    /// order), else when the returned future is first polled and room frees.
+    pub fn append(
+        &self,
+        payload: impl Into<Bytes>,
+    ) -> impl Future<Output = Result<u64>> + Send + 'static {
+        self.append_with(payload, Properties::new())
+    }
+
+    /// [`Self::append`] with properties.
+    pub fn append_with(
+        &self,
+        payload: impl Into<Bytes>,
+        props: Properties,
+    ) -> impl Future<Output = Result<u64>> + Send + 'static {
+        let (ack, rx) = oneshot::channel();
+        let request = Request::Append {
+            payload: payload.into(),
+            props,
+            ack,
+        };
+        let pending = self.enqueue_now(request);
+        let ring = self.ring.clone();
+        async move {
+            if let Some(request) = pending {
+                ring.push(request)
+                    .await
+                    .map_err(|_| closed("the writer is closed"))?;
+            }
+            rx.await.map_err(|_| closed("the writer stopped"))?
+        }
+    }
+
+    /// Appends without waiting for room: fails at once with a retriable
+    /// `Unavailable` error if the ring is full (object storage is slow or
+    /// the shard's buffers are all in use).
+    pub fn try_append(
+        &self,
+        payload: impl Into<Bytes>,
+    ) -> Result<impl Future<Output = Result<u64>> + Send + 'static> {
+        let (ack, rx) = oneshot::channel();
+        let request = Request::Append {
+            payload: payload.into(),
+            props: Properties::new(),
+            ack,
+        };
+        match self.ring.try_push(request) {
+            Ok(()) => Ok(async move { rx.await.map_err(|_| closed("the writer stopped"))? }),
+            Err(PushError::Full(_)) => Err(Error::new(
+                ErrorKind::Unavailable,
+                "the writer's ingest ring is full; retry later",
+            )),
+            Err(PushError::Closed(_)) => Err(closed("the writer is closed")),
+        }
+    }
+
+    /// Appends entries as one request; resolves to their offset range once
+    /// all are durable. Fails whole if any entry is too large.
+    pub fn append_batch(
+        &self,
+        entries: Vec<Bytes>,
+    ) -> impl Future<Output = Result<Range<u64>>> + Send + 'static {
+        let (ack, rx) = oneshot::channel();
+        let entries = entries
+            .into_iter()
+            .map(|p| (p, Properties::new()))
+            .collect();
+        let pending = self.enqueue_now(Request::Batch { entries, ack });
+        let ring = self.ring.clone();
+        async move {
+            if let Some(request) = pending {
+                ring.push(request)
+                    .await
+                    .map_err(|_| closed("the writer is closed"))?;
+            }
+            rx.await.map_err(|_| closed("the writer stopped"))?
+        }
+    }
+
+    /// Blocking [`Self::append`].
+    pub fn append_blocking(&self, payload: impl Into<Bytes>) -> Result<u64> {
+        block_on(self.append(payload))
+    }
+
+    /// Flushes what was appended, waits until it is durable, marks the last
+    /// fragment, seals the segment, and stops the writer.
+    pub async fn close(self) -> Result<()> {
+        let (ack, rx) = oneshot::channel();
+        self.ring
+            .push(Request::Close { ack })
+            .await
+            .map_err(|_| closed("the writer is already closed"))?;
+        rx.await.map_err(|_| closed("the writer stopped"))?
+    }
+
+    /// Tries to put the request in the ring right away; gives it back if
+    /// the ring is full (the future will wait for room).
+    fn enqueue_now(&self, request: Request) -> Option<Request> {
+        match self.ring.try_push(request) {
+            Ok(()) => None,
+            Err(PushError::Full(request)) | Err(PushError::Closed(request)) => Some(request),
+        }
+    }
+}
+
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        self.ring.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn futures_are_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let meta: Arc<dyn MetaStore> = Arc::new(woodpecker_engine::meta::memory::MemoryMeta::new());
+        let client = Client::start(
+            Config {
+                shard_buffer_bytes_max: 2 << 20,
+                fragment_bytes_max: 1 << 20,
+                segment_bytes_max: 1 << 20,
+                ..Config::default()
+            },
+            StoreFactory::new(woodpecker_engine::store::StoreConfig::Memory),
+            meta,
+        )
+        .unwrap();
+        block_on(client.create_log("l")).unwrap();
+        let writer = block_on(client.open_writer("l")).unwrap();
+        let append = writer.append(Bytes::from_static(b"x"));
+        assert_send(&append);
+        assert_eq!(block_on(append).unwrap(), 0);
+        block_on(writer.close()).unwrap();
+        client.shutdown();
+    }
+}

@@ -1,0 +1,155 @@
+//! The one configuration struct of the embedded client, with documented
+//! defaults and validation. Every queue and buffer has a named bound here.
+
+use serde::{Deserialize, Serialize};
+use woodpecker_engine::format::fragment::fragment_bytes_for;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Shards: pinned executors, each owning a share of the logs. Default 1.
+    pub shards: usize,
+    /// Pin shard `i` to the `i`-th available core. Default true.
+    pub pin_cores: bool,
+    /// Largest fragment, in bytes; the size of each pooled buffer. Default 8 MiB.
+    pub fragment_bytes_max: usize,
+    /// Most entries in one fragment. Default 65,536.
+    pub fragment_entries_max: usize,
+    /// A fragment is closed this long after its first entry, full or not.
+    /// Default 10 ms.
+    pub flush_interval_ms: u64,
+    /// Fragments of one log uploading at once. Default 8.
+    pub uploads_in_flight_max: usize,
+    /// Fragment buffer memory per shard, shared by its logs; when it is all
+    /// in use, appends wait. At least two fragment buffers. Default 256 MiB.
+    pub shard_buffer_bytes_max: usize,
+    /// Append requests queued in one writer's ingest ring. Default 16,384.
+    pub ring_requests_max: usize,
+    /// Fragments larger than this go as multipart uploads. Default 16 MiB.
+    pub multipart_threshold_bytes: usize,
+    /// Part size of multipart uploads (at least 5 MiB). Default 8 MiB.
+    pub multipart_part_bytes: usize,
+    /// Parts of one fragment uploading at once. Default 4.
+    pub multipart_parallel_max: usize,
+    /// Retries of a failed fragment upload before the writer gives up and
+    /// fails that fragment's appends and every later one. Default 8.
+    pub upload_retries_max: u32,
+    pub upload_backoff_initial_ms: u64,
+    /// Cap of the exponential upload backoff. Default 2,000 ms.
+    pub upload_backoff_max_ms: u64,
+    /// A segment rolls once it holds this many bytes. Default 1 GiB.
+    pub segment_bytes_max: u64,
+    /// A segment rolls once it is this old. Default 10 minutes.
+    pub segment_age_max_ms: u64,
+    /// Prefix of every object key. Default `wal`.
+    pub key_prefix: String,
+    /// Report executor stalls (tasks holding the core too long) on stderr.
+    /// Default: on in debug builds.
+    pub stall_detection: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            shards: 1,
+            pin_cores: true,
+            fragment_bytes_max: 8 << 20,
+            fragment_entries_max: 65_536,
+            flush_interval_ms: 10,
+            uploads_in_flight_max: 8,
+            shard_buffer_bytes_max: 256 << 20,
+            ring_requests_max: 16_384,
+            multipart_threshold_bytes: 16 << 20,
+            multipart_part_bytes: 8 << 20,
+            multipart_parallel_max: 4,
+            upload_retries_max: 8,
+            upload_backoff_initial_ms: 10,
+            upload_backoff_max_ms: 2_000,
+            segment_bytes_max: 1 << 30,
+            segment_age_max_ms: 600_000,
+            key_prefix: "wal".to_string(),
+            stall_detection: cfg!(debug_assertions),
+        }
+    }
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), String> {
+        let fail = |msg: String| Err(msg);
+        if self.shards == 0 {
+            return fail("shards must be at least 1".into());
+        }
+        if self.fragment_bytes_max < 4096 || self.fragment_bytes_max > u32::MAX as usize {
+            return fail(format!(
+                "fragment_bytes_max {} must be between 4 KiB and 4 GiB",
+                self.fragment_bytes_max
+            ));
+        }
+        if self.fragment_entries_max == 0 {
+            return fail("fragment_entries_max must be at least 1".into());
+        }
+        if self.flush_interval_ms == 0 {
+            return fail("flush_interval_ms must be at least 1".into());
+        }
+        if self.uploads_in_flight_max == 0 {
+            return fail("uploads_in_flight_max must be at least 1".into());
+        }
+        if self.shard_buffer_bytes_max < 2 * self.fragment_bytes_max {
+            return fail(format!(
+                "shard_buffer_bytes_max {} must hold at least two fragments of {} bytes",
+                self.shard_buffer_bytes_max, self.fragment_bytes_max
+            ));
+        }
+        if self.ring_requests_max < 2 {
+            return fail("ring_requests_max must be at least 2".into());
+        }
+        if self.multipart_part_bytes < woodpecker_engine::store::MULTIPART_PART_BYTES_MIN {
+            return fail("multipart_part_bytes must be at least 5 MiB".into());
+        }
+        if self.multipart_parallel_max == 0 {
+            return fail("multipart_parallel_max must be at least 1".into());
+        }
+        if self.upload_backoff_initial_ms > self.upload_backoff_max_ms {
+            return fail("upload_backoff_initial_ms exceeds upload_backoff_max_ms".into());
+        }
+        if self.segment_bytes_max < self.fragment_bytes_max as u64 || self.segment_age_max_ms == 0 {
+            return fail("segments must hold at least one fragment and live at least 1 ms".into());
+        }
+        woodpecker_engine::layout::Layout::new(&self.key_prefix)
+            .map_err(|e| format!("key_prefix: {e}"))?;
+        Ok(())
+    }
+
+    /// Fragment buffers in each shard's pool.
+    pub fn buffers_per_shard(&self) -> usize {
+        self.shard_buffer_bytes_max / self.fragment_bytes_max
+    }
+
+    /// Largest payload (with its properties) one entry can carry.
+    pub fn entry_bytes_max(&self) -> usize {
+        self.fragment_bytes_max - fragment_bytes_for(16)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_mistakes_are_named() {
+        Config::default().validate().unwrap();
+        let bad = Config {
+            shard_buffer_bytes_max: 1 << 20,
+            ..Config::default()
+        };
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .contains("shard_buffer_bytes_max"));
+        let bad = Config {
+            key_prefix: "a//b".into(),
+            ..Config::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("key_prefix"));
+    }
+}

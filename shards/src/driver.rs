@@ -1,0 +1,849 @@
+//! One log's writer, running as a task on the log's shard.
+//!
+//! It pops append requests from the writer's ingest ring, copies each
+//! payload once into the open fragment (a pooled aligned buffer), and closes
+//! the fragment when the next entry does not fit, when it holds
+//! `fragment_entries_max` entries, or `flush_interval_ms` after its first
+//! entry. Closed fragments upload in parallel (at most
+//! `uploads_in_flight_max`), each with put-if-absent, so no two writers can
+//! ever both own a fragment key. Acknowledgements complete strictly in
+//! offset order: fragment k is acknowledged only once fragments 0..=k are
+//! durable. If a fragment fails for good, it and every later append fail,
+//! in order, with the reason.
+//!
+//! Segments roll by size and age: the closing fragment is marked
+//! last-of-segment, the next segment is created in metadata before any of
+//! its fragments upload, and the old one is sealed once all its fragments
+//! are durable.
+
+use crate::buffer::{AlignedBuf, BufferPool};
+use crate::config::Config;
+use crate::ring::Ring;
+use bytes::Bytes;
+use futures::channel::oneshot;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::ops::Range;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+use woodpecker_engine::format::fragment::{FormatError, FragmentEncoder, FragmentMeta};
+use woodpecker_engine::format::marker::decode_fence_marker;
+use woodpecker_engine::layout::Layout;
+use woodpecker_engine::meta::{LogId, MetaStore, SealInfo, SegmentId, SegmentInfo};
+use woodpecker_engine::store::{ObjectStore, StoreError};
+use woodpecker_engine::{Error, ErrorKind, Result};
+
+/// Properties of one entry: small key/value pairs.
+pub type Properties = Vec<(Bytes, Bytes)>;
+
+/// Requests popped per turn before the driver looks at completions and
+/// timers again (keeps one busy writer from starving its own acks).
+const INGEST_TURN_MAX: usize = 4096;
+
+pub(crate) enum Request {
+    Append {
+        payload: Bytes,
+        props: Properties,
+        ack: oneshot::Sender<Result<u64>>,
+    },
+    Batch {
+        entries: Vec<(Bytes, Properties)>,
+        ack: oneshot::Sender<Result<Range<u64>>>,
+    },
+    Close {
+        ack: oneshot::Sender<Result<()>>,
+    },
+}
+
+/// Who to tell when an entry (or the last entry of a batch) is durable.
+enum Ack {
+    One(oneshot::Sender<Result<u64>>, u64),
+    Batch(oneshot::Sender<Result<Range<u64>>>, Range<u64>),
+}
+
+impl Ack {
+    fn complete(self, outcome: &Result<()>) {
+        match self {
+            Ack::One(tx, offset) => {
+                let _ = tx.send(outcome.clone().map(|_| offset));
+            }
+            Ack::Batch(tx, range) => {
+                let _ = tx.send(outcome.clone().map(|_| range));
+            }
+        }
+    }
+}
+
+/// A batch being copied in, possibly across several fragments.
+struct BatchInProgress {
+    entries: Vec<(Bytes, Properties)>,
+    next: usize,
+    first_offset: Option<u64>,
+    ack: oneshot::Sender<Result<Range<u64>>>,
+}
+
+struct OpenFragment {
+    encoder: FragmentEncoder<AlignedBuf>,
+    acks: Vec<Ack>,
+    opened_at: Instant,
+}
+
+/// A closed fragment, uploading or waiting for an upload slot.
+struct Pending {
+    seq: u64,
+    key: String,
+    segment_id: SegmentId,
+    data: Option<Bytes>,
+    end_offset: u64,
+    /// Set on the last fragment of a rolled segment: seal it with this
+    /// once the fragment is durable.
+    seal: Option<SealInfo>,
+    acks: Vec<Ack>,
+    outcome: Option<Result<()>>,
+}
+
+/// How far handling a request got.
+enum Progress {
+    Done,
+    /// No buffer is free; the request (if any) waits in `stalled`, a batch
+    /// waits in `batch`.
+    NeedBuffer(Option<Request>),
+}
+
+struct SegmentCursor {
+    id: SegmentId,
+    next_fragment: u64,
+    bytes: u64,
+    opened_at: Instant,
+}
+
+/// Upload results, pushed by upload tasks and drained by the driver.
+#[derive(Default)]
+struct Completions {
+    done: RefCell<VecDeque<(u64, Result<()>)>>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Completions {
+    fn push(&self, seq: u64, outcome: Result<()>) {
+        self.done.borrow_mut().push_back((seq, outcome));
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+}
+
+/// What the shard gives every log driver.
+#[derive(Clone)]
+pub(crate) struct ShardServices {
+    pub config: Rc<Config>,
+    pub store: Rc<dyn ObjectStore>,
+    pub meta: Arc<dyn MetaStore>,
+    pub layout: Layout,
+    pub pool: BufferPool,
+    pub drivers: Rc<Drivers>,
+}
+
+/// The log drivers running on one shard.
+pub(crate) struct Drivers {
+    gate: glommio::sync::Gate,
+    rings: RefCell<Vec<Arc<Ring<Request>>>>,
+}
+
+impl Default for Drivers {
+    fn default() -> Self {
+        Drivers {
+            gate: glommio::sync::Gate::new(),
+            rings: RefCell::new(Vec::new()),
+        }
+    }
+}
+
+impl ShardServices {
+    pub(crate) fn spawn_driver(&self, driver: LogDriver) -> Result<()> {
+        let ring = driver.ring.clone();
+        self.drivers
+            .gate
+            .spawn(driver.run())
+            .map_err(|e| Error::new(ErrorKind::Closed, format!("shard is stopping: {e}")))?
+            .detach();
+        let mut rings = self.drivers.rings.borrow_mut();
+        rings.retain(|r| !r.is_closed());
+        rings.push(ring);
+        Ok(())
+    }
+
+    /// Closes every writer of this shard and waits until they finished
+    /// (flushed, sealed, or failed).
+    pub(crate) async fn drivers_done(&self) {
+        for ring in self.drivers.rings.borrow_mut().drain(..) {
+            ring.close();
+        }
+        let _ = self.drivers.gate.close().await;
+    }
+}
+
+pub(crate) struct LogDriver {
+    log: LogId,
+    epoch: u64,
+    services: ShardServices,
+    ring: Arc<Ring<Request>>,
+    durable: Arc<AtomicU64>,
+    segment: SegmentCursor,
+    next_offset: u64,
+    open: Option<OpenFragment>,
+    /// The index scratch vector, reused by every fragment.
+    index_scratch: Vec<u32>,
+    /// A request that could not proceed for lack of a buffer.
+    stalled: Option<Request>,
+    batch: Option<BatchInProgress>,
+    pipeline: VecDeque<Pending>,
+    uploads_in_flight: usize,
+    completions: Rc<Completions>,
+    next_seq: u64,
+    failed: Option<Error>,
+    closing: Option<Option<oneshot::Sender<Result<()>>>>,
+}
+
+impl LogDriver {
+    pub(crate) fn new(
+        services: ShardServices,
+        log: LogId,
+        epoch: u64,
+        segment: &SegmentInfo,
+        ring: Arc<Ring<Request>>,
+        durable: Arc<AtomicU64>,
+    ) -> LogDriver {
+        LogDriver {
+            log,
+            epoch,
+            services,
+            ring,
+            durable,
+            segment: SegmentCursor {
+                id: segment.id,
+                next_fragment: 0,
+                bytes: 0,
+                opened_at: Instant::now(),
+            },
+            next_offset: segment.first_offset,
+            open: None,
+            index_scratch: Vec::new(),
+            stalled: None,
+            batch: None,
+            pipeline: VecDeque::new(),
+            uploads_in_flight: 0,
+            completions: Rc::new(Completions::default()),
+            next_seq: 0,
+            failed: None,
+            closing: None,
+        }
+    }
+
+    fn config(&self) -> &Config {
+        &self.services.config
+    }
+
+    /// Runs until the writer is closed (or dropped) and everything it
+    /// accepted is durable or failed.
+    pub(crate) async fn run(mut self) {
+        loop {
+            self.drain_completions().await;
+            if self.closing.is_some() && self.pipeline.is_empty() && self.open.is_none() {
+                self.finish_close().await;
+                return;
+            }
+            if self.ring.is_closed() && self.ring.is_empty() && self.closing.is_none() {
+                // The writer handle was dropped: close cleanly, no one to tell.
+                self.begin_close(None).await;
+                continue;
+            }
+            let progressed = self.ingest().await;
+            self.flush_if_due().await;
+            self.start_uploads();
+            if !progressed {
+                self.wait_for_event().await;
+            }
+        }
+    }
+
+    /// Pops and handles requests until the ring is empty, a buffer is
+    /// missing, or the turn is over. Returns whether anything happened.
+    async fn ingest(&mut self) -> bool {
+        let mut handled = 0;
+        while handled < INGEST_TURN_MAX {
+            if self.failed.is_some() || self.closing.is_some() {
+                self.fail_queued();
+                return handled > 0;
+            }
+            let progress = if self.batch.is_some() {
+                self.continue_batch().await
+            } else {
+                let request = match self.stalled.take() {
+                    Some(request) => request,
+                    None => match self.ring.pop() {
+                        Some(request) => request,
+                        None => return handled > 0,
+                    },
+                };
+                self.handle(request).await
+            };
+            match progress {
+                Progress::Done => handled += 1,
+                Progress::NeedBuffer(request) => {
+                    self.stalled = request;
+                    return handled > 0;
+                }
+            }
+        }
+        true
+    }
+
+    async fn handle(&mut self, request: Request) -> Progress {
+        match request {
+            Request::Append {
+                payload,
+                props,
+                ack,
+            } => {
+                if !self.ensure_open() {
+                    return Progress::NeedBuffer(Some(Request::Append {
+                        payload,
+                        props,
+                        ack,
+                    }));
+                }
+                match self.push_entry(&payload, &props).await {
+                    Ok(Some(offset)) => {
+                        let open = self.open.as_mut().expect("entry just pushed");
+                        open.acks.push(Ack::One(ack, offset));
+                        self.close_if_entries_full().await;
+                    }
+                    Ok(None) => {
+                        return Progress::NeedBuffer(Some(Request::Append {
+                            payload,
+                            props,
+                            ack,
+                        }))
+                    }
+                    Err(err) => {
+                        let _ = ack.send(Err(err));
+                    }
+                }
+                Progress::Done
+            }
+            Request::Batch { entries, ack } => {
+                if let Some(err) = self.check_batch(&entries) {
+                    let _ = ack.send(Err(err));
+                    return Progress::Done;
+                }
+                self.batch = Some(BatchInProgress {
+                    entries,
+                    next: 0,
+                    first_offset: None,
+                    ack,
+                });
+                self.continue_batch().await
+            }
+            Request::Close { ack } => {
+                self.begin_close(Some(ack)).await;
+                Progress::Done
+            }
+        }
+    }
+
+    fn check_batch(&self, entries: &[(Bytes, Properties)]) -> Option<Error> {
+        if entries.is_empty() {
+            return Some(Error::new(ErrorKind::Invalid, "empty batch"));
+        }
+        let max = self.config().entry_bytes_max();
+        entries
+            .iter()
+            .find(|(payload, props)| entry_bytes(payload, props) > max)
+            .map(|_| too_large(max))
+    }
+
+    /// Copies the rest of the current batch in.
+    async fn continue_batch(&mut self) -> Progress {
+        loop {
+            let batch = self.batch.as_ref().expect("a batch is in progress");
+            if batch.next == batch.entries.len() {
+                let batch = self.batch.take().expect("checked");
+                let first = batch.first_offset.expect("batches are not empty");
+                let ack = Ack::Batch(batch.ack, first..self.next_offset);
+                let open = self.open.as_mut().expect("holds the batch's last entry");
+                open.acks.push(ack);
+                self.close_if_entries_full().await;
+                return Progress::Done;
+            }
+            if !self.ensure_open() {
+                return Progress::NeedBuffer(None);
+            }
+            let (payload, props) = {
+                let batch = self.batch.as_ref().expect("checked");
+                batch.entries[batch.next].clone()
+            };
+            match self.push_entry(&payload, &props).await {
+                Ok(Some(offset)) => {
+                    let batch = self.batch.as_mut().expect("checked");
+                    batch.first_offset.get_or_insert(offset);
+                    batch.next += 1;
+                    if batch.next < batch.entries.len() {
+                        self.close_if_entries_full().await;
+                    }
+                }
+                Ok(None) => return Progress::NeedBuffer(None),
+                Err(err) => {
+                    let batch = self.batch.take().expect("checked");
+                    let _ = batch.ack.send(Err(err));
+                    return Progress::Done;
+                }
+            }
+        }
+    }
+
+    /// Opens a fragment if none is open; false if no buffer is free.
+    fn ensure_open(&mut self) -> bool {
+        if self.open.is_some() {
+            return true;
+        }
+        let Some(buf) = self.services.pool.try_take() else {
+            return false;
+        };
+        let meta = FragmentMeta {
+            log_id: self.log,
+            segment_id: self.segment.id,
+            fragment_index: self.segment.next_fragment,
+            writer_epoch: self.epoch,
+            first_offset: self.next_offset,
+        };
+        let index = std::mem::take(&mut self.index_scratch);
+        self.open = Some(OpenFragment {
+            encoder: FragmentEncoder::new(buf, index, meta),
+            acks: Vec::new(),
+            opened_at: Instant::now(),
+        });
+        true
+    }
+
+    /// Copies one entry into the open fragment, closing it first if the
+    /// entry does not fit. `Ok(None)`: a new buffer is needed and none is free.
+    async fn push_entry(&mut self, payload: &[u8], props: &Properties) -> Result<Option<u64>> {
+        let max = self.config().entry_bytes_max();
+        if entry_bytes(payload, props) > max {
+            return Err(too_large(max));
+        }
+        let props: Vec<(&[u8], &[u8])> = props.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+        let open = self.open.as_mut().expect("caller opened a fragment");
+        match open.encoder.push(payload, &props) {
+            Ok(offset) => {
+                self.next_offset = offset + 1;
+                Ok(Some(offset))
+            }
+            Err(FormatError::Full) => {
+                self.close_fragment().await;
+                if !self.ensure_open() {
+                    return Ok(None);
+                }
+                let open = self.open.as_mut().expect("just opened");
+                let offset = open.encoder.push(payload, &props).map_err(Error::from)?;
+                self.next_offset = offset + 1;
+                Ok(Some(offset))
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn close_if_entries_full(&mut self) {
+        let full = self
+            .open
+            .as_ref()
+            .is_some_and(|f| f.encoder.entry_count() >= self.services.config.fragment_entries_max);
+        if full {
+            self.close_fragment().await;
+        }
+    }
+
+    async fn flush_if_due(&mut self) {
+        let interval = Duration::from_millis(self.config().flush_interval_ms);
+        let due = self
+            .open
+            .as_ref()
+            .is_some_and(|f| !f.encoder.is_empty() && f.opened_at.elapsed() >= interval);
+        if due {
+            self.close_fragment().await;
+        }
+    }
+
+    /// Finishes the open fragment and queues it for upload; rolls the
+    /// segment if it is now big or old enough (or the writer is closing).
+    async fn close_fragment(&mut self) {
+        let Some(mut open) = self.open.take() else {
+            return;
+        };
+        if open.encoder.is_empty() {
+            let (buf, index) = open.encoder.into_parts();
+            self.index_scratch = index;
+            self.services.pool.give_back(buf);
+            return;
+        }
+        let config = self.config();
+        let projected = self.segment.bytes + open.encoder.encoded_len() as u64;
+        let roll = projected >= config.segment_bytes_max
+            || self.segment.opened_at.elapsed() >= Duration::from_millis(config.segment_age_max_ms);
+        let last_of_segment = roll || self.closing.is_some();
+        let len = open
+            .encoder
+            .finish(last_of_segment)
+            .expect("a non-empty fragment finishes");
+        let meta = *open.encoder.meta();
+        let (buf, index) = open.encoder.into_parts();
+        self.index_scratch = index;
+        let data = self.services.pool.freeze(buf, len);
+        debug_assert_eq!(meta.fragment_index, self.segment.next_fragment);
+        self.segment.next_fragment += 1;
+        self.segment.bytes += len as u64;
+        let seal = last_of_segment.then_some(SealInfo {
+            end_offset: self.next_offset,
+            fragment_count: self.segment.next_fragment,
+            bytes: self.segment.bytes,
+        });
+        let pending = Pending {
+            seq: self.next_seq,
+            key: self
+                .services
+                .layout
+                .fragment_key(self.log, self.segment.id, meta.fragment_index),
+            segment_id: self.segment.id,
+            data: Some(data),
+            end_offset: self.next_offset,
+            seal,
+            acks: open.acks,
+            outcome: None,
+        };
+        self.next_seq += 1;
+        self.pipeline.push_back(pending);
+        if roll && self.closing.is_none() {
+            self.roll_segment().await;
+        }
+    }
+
+    /// Starts the next segment; its fragments may upload once it exists.
+    async fn roll_segment(&mut self) {
+        let next = SegmentInfo::new_open(self.segment.id + 1, self.epoch, self.next_offset);
+        let created = self
+            .services
+            .meta
+            .create_segment(self.log, self.epoch, &next)
+            .await;
+        match created {
+            Ok(()) => {
+                self.segment = SegmentCursor {
+                    id: next.id,
+                    next_fragment: 0,
+                    bytes: 0,
+                    opened_at: Instant::now(),
+                };
+            }
+            Err(err) => self.fail(err.into()),
+        }
+    }
+
+    fn start_uploads(&mut self) {
+        if self.failed.is_some() {
+            return;
+        }
+        let max = self.config().uploads_in_flight_max;
+        for pending in self.pipeline.iter_mut() {
+            if self.uploads_in_flight >= max {
+                break;
+            }
+            let Some(data) = pending.data.take() else {
+                continue;
+            };
+            self.uploads_in_flight += 1;
+            let store = self.services.store.clone();
+            let config = self.services.config.clone();
+            let completions = self.completions.clone();
+            let key = pending.key.clone();
+            let seq = pending.seq;
+            glommio::spawn_local(async move {
+                let outcome = upload_fragment(&*store, &config, &key, data).await;
+                completions.push(seq, outcome);
+            })
+            .detach();
+        }
+    }
+
+    /// Applies upload results and acknowledges, in order, every fragment
+    /// at the front of the pipeline that is durable.
+    async fn drain_completions(&mut self) {
+        loop {
+            let Some((seq, outcome)) = self.completions.done.borrow_mut().pop_front() else {
+                break;
+            };
+            self.uploads_in_flight -= 1;
+            if let Some(pending) = self.pipeline.iter_mut().find(|p| p.seq == seq) {
+                pending.outcome = Some(outcome);
+            }
+        }
+        while self.pipeline.front().is_some_and(|p| p.outcome.is_some()) {
+            let pending = self.pipeline.pop_front().expect("checked");
+            let outcome = pending.outcome.expect("checked");
+            if let Err(err) = outcome {
+                for ack in pending.acks {
+                    ack.complete(&Err(err.clone()));
+                }
+                self.fail(err);
+                continue;
+            }
+            if self.failed.is_some() {
+                // Durable, but behind a failed fragment: never acknowledged.
+                let err = self.failed.clone().expect("checked");
+                for ack in pending.acks {
+                    ack.complete(&Err(err.clone()));
+                }
+                continue;
+            }
+            assert!(
+                pending.end_offset >= self.durable.load(Ordering::Acquire),
+                "acknowledgements go forward"
+            );
+            self.durable.store(pending.end_offset, Ordering::Release);
+            for ack in pending.acks {
+                ack.complete(&Ok(()));
+            }
+            if let Some(seal) = pending.seal {
+                if self.closing.is_none() {
+                    self.seal(pending.segment_id, seal).await;
+                }
+            }
+        }
+    }
+
+    async fn seal(&mut self, segment: SegmentId, seal: SealInfo) {
+        let result = self
+            .services
+            .meta
+            .seal_segment(self.log, self.epoch, segment, seal)
+            .await;
+        if let Err(err) = result {
+            self.fail(err.into());
+        }
+    }
+
+    /// Marks the writer failed; every pending and later append fails with `err`.
+    fn fail(&mut self, err: Error) {
+        if self.failed.is_none() {
+            tracing::warn!(log = self.log, error = %err, "writer failed");
+            self.failed = Some(err.clone());
+        }
+        let err = self.failed.clone().expect("just set");
+        for pending in self.pipeline.drain(..) {
+            for ack in pending.acks {
+                ack.complete(&Err(err.clone()));
+            }
+        }
+        if let Some(open) = self.open.take() {
+            for ack in open.acks {
+                ack.complete(&Err(err.clone()));
+            }
+            let (buf, index) = open.encoder.into_parts();
+            self.index_scratch = index;
+            self.services.pool.give_back(buf);
+        }
+        if let Some(batch) = self.batch.take() {
+            let _ = batch.ack.send(Err(err.clone()));
+        }
+        self.fail_queued();
+    }
+
+    /// Fails every request still queued (after a failure or close).
+    fn fail_queued(&mut self) {
+        let err = self
+            .failed
+            .clone()
+            .unwrap_or_else(|| Error::new(ErrorKind::Closed, "the writer is closed"));
+        let stalled = self.stalled.take();
+        for request in stalled
+            .into_iter()
+            .chain(std::iter::from_fn(|| self.ring.pop()))
+        {
+            match request {
+                Request::Append { ack, .. } => {
+                    let _ = ack.send(Err(err.clone()));
+                }
+                Request::Batch { ack, .. } => {
+                    let _ = ack.send(Err(err.clone()));
+                }
+                Request::Close { ack } => {
+                    let _ = ack.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+
+    async fn begin_close(&mut self, ack: Option<oneshot::Sender<Result<()>>>) {
+        self.ring.close();
+        self.closing = Some(ack);
+        if self.failed.is_none() {
+            self.close_fragment().await;
+        }
+    }
+
+    async fn finish_close(&mut self) {
+        let result = match self.failed.clone() {
+            Some(err) => Err(err),
+            None => {
+                let seal = SealInfo {
+                    end_offset: self.next_offset,
+                    fragment_count: self.segment.next_fragment,
+                    bytes: self.segment.bytes,
+                };
+                self.seal(self.segment.id, seal).await;
+                match self.failed.clone() {
+                    Some(err) => Err(err),
+                    None => Ok(()),
+                }
+            }
+        };
+        // Anything that raced into the ring before it closed.
+        if self.failed.is_none() {
+            self.failed = Some(Error::new(ErrorKind::Closed, "the writer is closed"));
+        }
+        self.fail_queued();
+        if let Some(Some(ack)) = self.closing.take() {
+            let _ = ack.send(result);
+        }
+    }
+
+    /// Sleeps until a request, an upload result, a free buffer (if one is
+    /// awaited) or the flush deadline.
+    async fn wait_for_event(&mut self) {
+        let interval = Duration::from_millis(self.config().flush_interval_ms);
+        let deadline = self
+            .open
+            .as_ref()
+            .filter(|f| !f.encoder.is_empty())
+            .map(|f| (f.opened_at + interval).saturating_duration_since(Instant::now()));
+        let mut timer = deadline.map(glommio::timer::Timer::new);
+        let waiting_for_buffer = self.stalled.is_some() || self.batch.is_some();
+        let mut buffer_listener = waiting_for_buffer.then(|| self.services.pool.listen());
+        let ring = self.ring.clone();
+        let completions = self.completions.clone();
+        let pool = self.services.pool.clone();
+        let ring_was_closed = ring.is_closed();
+        poll_fn(|cx| {
+            if let Some(timer) = timer.as_mut() {
+                if Pin::new(timer).poll(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+            }
+            *completions.waker.borrow_mut() = Some(cx.waker().clone());
+            if !completions.done.borrow().is_empty() {
+                return Poll::Ready(());
+            }
+            if let Some(listener) = buffer_listener.as_mut() {
+                if pool.available() > 0 || Pin::new(listener).poll(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+            } else if ring.is_closed() {
+                // Nothing can arrive any more; wake once for the closing itself.
+                if !ring_was_closed {
+                    return Poll::Ready(());
+                }
+            } else if ring.poll_ready(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+fn entry_bytes(payload: &[u8], props: &Properties) -> usize {
+    payload.len()
+        + props
+            .iter()
+            .map(|(k, v)| 6 + k.len() + v.len())
+            .sum::<usize>()
+}
+
+fn too_large(max: usize) -> Error {
+    Error::new(
+        ErrorKind::Invalid,
+        format!("entry larger than {max} bytes (fragment_bytes_max less framing)"),
+    )
+}
+
+/// Uploads one fragment with put-if-absent (multipart above the
+/// threshold), retrying transient failures with capped backoff.
+///
+/// If the key is already taken: by our own bytes (an earlier attempt whose
+/// reply was lost), that is success; by a fence marker or anything else,
+/// another writer has taken over and this one is fenced.
+pub(crate) async fn upload_fragment(
+    store: &dyn ObjectStore,
+    config: &Config,
+    key: &str,
+    data: Bytes,
+) -> Result<()> {
+    let mut attempt = 0u32;
+    loop {
+        let result = if data.len() > config.multipart_threshold_bytes {
+            woodpecker_engine::store::put_multipart_if_absent(
+                store,
+                key,
+                data.clone(),
+                config.multipart_part_bytes,
+                config.multipart_parallel_max,
+            )
+            .await
+        } else {
+            store.put_if_absent(key, data.clone()).await
+        };
+        match result {
+            Ok(()) => return Ok(()),
+            Err(StoreError::AlreadyExists(_)) => {
+                let existing = store.get(key).await?;
+                if existing == data {
+                    return Ok(());
+                }
+                let detail = match decode_fence_marker(&existing) {
+                    Some(epoch) => format!("{key} was fenced by the writer of epoch {epoch}"),
+                    None => format!("{key} was written by another writer"),
+                };
+                return Err(Error::new(ErrorKind::Fenced, detail));
+            }
+            Err(err) if err.is_retriable() && attempt < config.upload_retries_max => {
+                let backoff = config
+                    .upload_backoff_initial_ms
+                    .saturating_mul(1 << attempt.min(16))
+                    .min(config.upload_backoff_max_ms);
+                glommio::timer::sleep(Duration::from_millis(fastrand::u64(
+                    backoff / 2..=backoff.max(1),
+                )))
+                .await;
+                attempt += 1;
+            }
+            Err(err) => {
+                let mut err = Error::from(err);
+                if err.kind() == ErrorKind::Unavailable {
+                    err = Error::new(
+                        ErrorKind::Unavailable,
+                        format!(
+                            "uploading {key} failed after {} attempts: {err}",
+                            attempt + 1
+                        ),
+                    );
+                }
+                return Err(err);
+            }
+        }
+    }
+}
