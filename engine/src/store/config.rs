@@ -44,6 +44,10 @@ impl StoreConfig {
     }
 }
 
+/// Makes a store on the calling executor thread (for custom and
+/// fault-injecting stores).
+pub type OpenStore = dyn Fn() -> Result<Rc<dyn ObjectStore>, StoreError> + Send + Sync;
+
 /// Opens stores on executor threads. `Send + Sync`: build it once, then call
 /// [`StoreFactory::open`] on each shard (S3 connections and DMA files
 /// belong to the thread that opened them; the memory store is shared).
@@ -51,6 +55,7 @@ impl StoreConfig {
 pub struct StoreFactory {
     config: StoreConfig,
     memory: MemoryStore,
+    custom: Option<std::sync::Arc<OpenStore>>,
 }
 
 impl StoreFactory {
@@ -58,6 +63,18 @@ impl StoreFactory {
         StoreFactory {
             config,
             memory: MemoryStore::new(),
+            custom: None,
+        }
+    }
+
+    /// A factory that calls `open` on each shard; `kind` names it in reports.
+    pub fn custom(
+        open: impl Fn() -> Result<Rc<dyn ObjectStore>, StoreError> + Send + Sync + 'static,
+    ) -> StoreFactory {
+        StoreFactory {
+            config: StoreConfig::Memory,
+            memory: MemoryStore::new(),
+            custom: Some(std::sync::Arc::new(open)),
         }
     }
 
@@ -66,6 +83,7 @@ impl StoreFactory {
         StoreFactory {
             config: StoreConfig::Memory,
             memory,
+            custom: None,
         }
     }
 
@@ -74,6 +92,9 @@ impl StoreFactory {
     }
 
     pub fn open(&self) -> Result<Rc<dyn ObjectStore>, StoreError> {
+        if let Some(open) = &self.custom {
+            return open();
+        }
         Ok(match &self.config {
             StoreConfig::Memory => Rc::new(self.memory.clone()),
             StoreConfig::Local { dir } => Rc::new(LocalStore::open(dir.clone())?),

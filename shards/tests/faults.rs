@@ -1,0 +1,148 @@
+//! The write path over a fault-injecting store: retried errors and lost
+//! replies, a store that goes down for good, and a slow store that must
+//! back-pressure instead of buffering without bound.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+use woodpecker_engine::meta::memory::MemoryMeta;
+use woodpecker_engine::store::fault::{FaultRule, FaultStore};
+use woodpecker_engine::store::memory::MemoryStore;
+use woodpecker_engine::store::{ObjectStore, Op, StoreFactory};
+use woodpecker_engine::ErrorKind;
+use woodpecker_shards::{Client, Config};
+
+/// A client whose shards see `store` through fault rules; and a clean
+/// client on the same store and metadata, to check what really landed.
+fn fault_clients(
+    config: Config,
+    rules: Vec<FaultRule>,
+    fail_after: Option<u64>,
+) -> (Client, Client) {
+    let store = MemoryStore::new();
+    let meta = Arc::new(MemoryMeta::new());
+    let inner = store.clone();
+    let factory = StoreFactory::custom(move || {
+        let faulty = FaultStore::new(inner.clone(), 42);
+        for rule in &rules {
+            faulty.add_rule(rule.clone());
+        }
+        if let Some(n) = fail_after {
+            faulty.fail_after(n);
+        }
+        Ok(Rc::new(faulty) as Rc<dyn ObjectStore>)
+    });
+    let faulty = Client::start(config.clone(), factory, meta.clone()).unwrap();
+    let clean = Client::start(config, StoreFactory::with_memory(store), meta).unwrap();
+    (faulty, clean)
+}
+
+#[test]
+fn errors_and_lost_replies_are_retried_and_nothing_is_lost() {
+    let rules = vec![FaultRule {
+        ops: vec![Op::PutIfAbsent],
+        error_rate: 0.2,
+        lost_reply_rate: 0.3,
+        ..FaultRule::default()
+    }];
+    let (client, clean) = fault_clients(small_config(), rules, None);
+    within(30, client.create_log("flaky")).unwrap();
+    let writer = Arc::new(within(30, client.open_writer("flaky")).unwrap());
+    let acked = concurrent_appends(&writer, 3, 2_000, 32);
+    assert_eq!(acked.len(), 6_000);
+    let writer = Arc::try_unwrap(writer).ok().unwrap();
+    within(30, writer.close()).unwrap();
+    assert_log_holds(&clean, "flaky", 0, &acked);
+}
+
+#[test]
+fn a_dead_store_fails_appends_in_order_and_never_acks_what_is_not_durable() {
+    let config = Config {
+        upload_retries_max: 3,
+        ..small_config()
+    };
+    // Opening takes a few operations; then some fragments land; then the store dies.
+    let (client, clean) = fault_clients(config, Vec::new(), Some(40));
+    within(30, client.create_log("dying")).unwrap();
+    let writer = within(30, client.open_writer("dying")).unwrap();
+    let mut acked = Vec::new();
+    let mut first_error = None;
+    for seq in 0..5_000 {
+        let data = payload(0, seq);
+        match within(30, writer.append(data.clone())) {
+            Ok(offset) => {
+                assert!(first_error.is_none(), "an ack after a failure");
+                acked.push((offset, data));
+            }
+            Err(err) => {
+                assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+                first_error.get_or_insert(err);
+            }
+        }
+    }
+    assert!(first_error.is_some(), "the store died, appends must fail");
+    assert!(
+        !acked.is_empty(),
+        "appends before the failure were acknowledged"
+    );
+    drop(writer);
+    // Every acknowledged entry is durable, as the clean view shows.
+    let entries = within(30, clean.scan("dying")).unwrap();
+    for (offset, data) in &acked {
+        assert!(
+            entries[*offset as usize].payload == data[..],
+            "acked {offset} not durable"
+        );
+    }
+}
+
+#[test]
+fn a_slow_store_back_pressures_with_bounded_memory() {
+    let config = Config {
+        fragment_bytes_max: 64 << 10,
+        shard_buffer_bytes_max: 128 << 10, // two fragment buffers in all
+        ring_requests_max: 64,
+        uploads_in_flight_max: 1,
+        ..small_config()
+    };
+    let rules = vec![FaultRule {
+        ops: vec![Op::PutIfAbsent],
+        latency: Duration::from_millis(200),
+        ..FaultRule::default()
+    }];
+    let (client, clean) = fault_clients(config, rules, None);
+    within(30, client.create_log("slow")).unwrap();
+    let writer = within(30, client.open_writer("slow")).unwrap();
+    let mut accepted = Vec::new();
+    let mut refused = None;
+    for seq in 0..10_000 {
+        let data = Bytes::from(vec![seq as u8; 1024]);
+        match writer.try_append(data.clone()) {
+            Ok(ack) => accepted.push((ack, data)),
+            Err(err) => {
+                refused = Some(err);
+                break;
+            }
+        }
+    }
+    let err = refused.expect("a full writer refuses instead of buffering without bound");
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert!(err.is_retriable());
+    // Two 64 KiB buffers of ~1 KiB entries plus the 64-request ring.
+    assert!(
+        accepted.len() < 64 + 2 * 64 + 8,
+        "{} accepted",
+        accepted.len()
+    );
+    // Everything accepted is acknowledged once the store catches up.
+    let mut acked = Vec::new();
+    for (ack, data) in accepted {
+        acked.push((within(30, ack).unwrap(), data));
+    }
+    within(30, writer.close()).unwrap();
+    assert_log_holds(&clean, "slow", 0, &acked);
+}
