@@ -69,5 +69,5 @@ fn bench_rejects_bad_arguments_clearly() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("memory, local or s3"), "{stderr}");
+    assert!(stderr.contains("memory, null, local or s3"), "{stderr}");
 }

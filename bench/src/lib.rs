@@ -6,6 +6,7 @@
 
 pub mod latency;
 pub mod raw;
+pub mod write;
 
 use woodpecker_engine::store::StoreError;
 
@@ -23,6 +24,8 @@ pub enum BenchError {
 pub enum BenchCommand {
     /// Raw PUT and GET throughput of the object store (the baseline).
     Raw(raw::RawArgs),
+    /// Engine write throughput and ack latency, with the raw PUT baseline.
+    Write(write::WriteArgs),
 }
 
 /// Runs one benchmark and prints its report.
@@ -38,6 +41,18 @@ pub fn run(command: BenchCommand) -> Result<(), BenchError> {
                 );
             } else {
                 raw::print_table(&report);
+            }
+        }
+        BenchCommand::Write(args) => {
+            let json = args.json;
+            let report = write::run(args)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).expect("reports serialize")
+                );
+            } else {
+                write::print_summary(&report);
             }
         }
     }

@@ -19,7 +19,7 @@ use woodpecker_tuning::{StoreConfig, StoreFactory};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RawArgs {
-    /// Object store: memory, local, or s3 (endpoint from WOODPECKER_S3_*).
+    /// Object store: memory, null (discards bytes), local, or s3 (endpoint from WOODPECKER_S3_*).
     #[arg(long, default_value = "local")]
     pub store: String,
     /// Directory of the local store (default: a temporary directory).
@@ -133,17 +133,17 @@ pub fn run(args: RawArgs) -> Result<RawReport, BenchError> {
     report
 }
 
-struct Limits {
-    objects: usize,
-    duration: Duration,
-    inflight: usize,
+pub(crate) struct Limits {
+    pub objects: usize,
+    pub duration: Duration,
+    pub inflight: usize,
 }
 
-fn key(prefix: &str, i: usize) -> String {
+pub(crate) fn key(prefix: &str, i: usize) -> String {
     format!("{prefix}/{i:08}")
 }
 
-fn pattern(len: usize) -> Vec<u8> {
+pub(crate) fn pattern(len: usize) -> Vec<u8> {
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     (0..len)
         .map(|_| {
@@ -155,7 +155,7 @@ fn pattern(len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn fastrand_u64() -> u64 {
+pub(crate) fn fastrand_u64() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -163,7 +163,7 @@ fn fastrand_u64() -> u64 {
     nanos ^ (std::process::id() as u64).rotate_left(32)
 }
 
-fn tempdir() -> Result<PathBuf, BenchError> {
+pub(crate) fn tempdir() -> Result<PathBuf, BenchError> {
     let dir = std::env::temp_dir().join(format!("woodpecker-bench-{:016x}", fastrand_u64()));
     std::fs::create_dir_all(&dir)
         .map_err(|e| BenchError::Invalid(format!("creating {}: {e}", dir.display())))?;
@@ -212,7 +212,7 @@ where
     })
 }
 
-async fn put_phase(
+pub(crate) async fn put_phase(
     store: &Rc<dyn ObjectStore>,
     prefix: &str,
     data: &Bytes,

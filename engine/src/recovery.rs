@@ -5,10 +5,17 @@
 //! The durable run of a segment is its fragments 0, 1, ... up to the first
 //! gap or fence marker. Only a fragment in that run can have been
 //! acknowledged: the writer acknowledges fragment k only after 0..k are all
-//! durable. The recovering writer puts a fence marker at the first index
-//! past the run with put-if-absent; if the old writer lands a fragment
-//! there first, the run grew and recovery starts over; once the marker is
-//! in place no fragment of the old writer can ever join the run.
+//! durable.
+//!
+//! The old writer may still be alive and uploading. Recovery lists the run
+//! (0..n) and then puts fence markers at n, n+1, ... n+63 at once, each with
+//! put-if-absent. Afterwards every index up to n+63 is taken, by a marker or
+//! by an old fragment, so the indices below the first marker hold old
+//! fragments and nothing can change them any more: the run ends at the
+//! first marker, for good. The old writer's next upload meets a marker and
+//! fails as fenced, so it never acknowledges past it. (If the old writer
+//! took all 64 indices first, recovery places the next 64.) A single marker
+//! at n would not do: a fast old writer can keep landing fragment n first.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::fragment::DecodedFragment;
@@ -17,9 +24,11 @@ use crate::layout::{Layout, ListedFragment};
 use crate::meta::{LogId, MetaStore, SealInfo, SegmentInfo};
 use crate::store::{ObjectStore, StoreError};
 
-/// Rounds of list-then-fence before giving up (each lost round means the
-/// old writer landed another fragment meanwhile).
-const RECOVERY_ROUNDS_MAX: usize = 32;
+/// Fence markers placed at once, past the listed run.
+const FENCE_MARKERS_PER_ROUND: u64 = 64;
+/// Rounds of markers before giving up (a round is lost only if the old
+/// writer took every one of its indices first).
+const RECOVERY_ROUNDS_MAX: u64 = 16;
 
 /// The valid, contiguous fragments at the start of a segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,24 +118,55 @@ pub async fn recover_segment<S: ObjectStore + ?Sized>(
     epoch: u64,
     segment: &SegmentInfo,
 ) -> Result<SegmentInfo> {
-    for _ in 0..RECOVERY_ROUNDS_MAX {
-        let run = durable_run(store, layout, log, segment).await?;
-        if !run.fenced {
-            let key = layout.fragment_key(log, segment.id, run.count);
-            match store.put_if_absent(&key, encode_fence_marker(epoch)).await {
-                Ok(()) => {}
-                // The old writer landed one more fragment (or an earlier
-                // recovery its marker): look again.
-                Err(StoreError::AlreadyExists(_)) => continue,
+    let listed = durable_run(store, layout, log, segment).await?;
+    if !listed.fenced {
+        place_fence(store, layout, log, epoch, segment, listed.count).await?;
+    }
+    let run = durable_run(store, layout, log, segment).await?;
+    if !run.fenced {
+        return Err(corrupt(format!(
+            "segment {} of log {log}: no fence marker after fencing",
+            segment.id
+        )));
+    }
+    let seal = SealInfo {
+        end_offset: run.end_offset,
+        fragment_count: run.count,
+        bytes: run.bytes,
+    };
+    Ok(meta.seal_segment(log, epoch, segment.id, seal).await?)
+}
+
+/// Puts fence markers from index `from` on, a round at a time, until at
+/// least one lands.
+async fn place_fence<S: ObjectStore + ?Sized>(
+    store: &S,
+    layout: &Layout,
+    log: LogId,
+    epoch: u64,
+    segment: &SegmentInfo,
+    from: u64,
+) -> Result<()> {
+    let marker = encode_fence_marker(epoch);
+    for round in 0..RECOVERY_ROUNDS_MAX {
+        let first = from + round * FENCE_MARKERS_PER_ROUND;
+        let puts = (first..first + FENCE_MARKERS_PER_ROUND).map(|index| {
+            let key = layout.fragment_key(log, segment.id, index);
+            let marker = marker.clone();
+            async move { store.put_if_absent(&key, marker).await }
+        });
+        let mut placed = false;
+        for result in futures::future::join_all(puts).await {
+            match result {
+                Ok(()) => placed = true,
+                // Taken by an old fragment (or an earlier recovery's marker).
+                Err(StoreError::AlreadyExists(_)) => {}
                 Err(e) => return Err(e.into()),
             }
         }
-        let seal = SealInfo {
-            end_offset: run.end_offset,
-            fragment_count: run.count,
-            bytes: run.bytes,
-        };
-        return Ok(meta.seal_segment(log, epoch, segment.id, seal).await?);
+        if placed {
+            return Ok(());
+        }
     }
     Err(Error::new(
         ErrorKind::Unavailable,

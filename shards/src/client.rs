@@ -9,7 +9,7 @@
 
 use crate::buffer::BufferPool;
 use crate::config::Config;
-use crate::driver::{LogDriver, Properties, Request, ShardServices};
+use crate::driver::{LogDriver, Properties, Request, ShardServices, Stats, StatsSnapshot};
 use crate::ring::{PushError, Ring};
 use crate::{shard_of, spawn_shard, ShardHandle};
 use bytes::Bytes;
@@ -48,6 +48,7 @@ struct Inner {
     layout: Layout,
     controls: Vec<Arc<Ring<Control>>>,
     handles: Mutex<Vec<ShardHandle<()>>>,
+    stats: Arc<Stats>,
 }
 
 /// The embedded Woodpecker client. Cheap to clone; shut down by
@@ -65,6 +66,7 @@ impl Client {
             .map_err(|e| Error::new(ErrorKind::Invalid, format!("configuration: {e}")))?;
         let layout = Layout::new(&config.key_prefix)?;
         let cores = crate::available_cores();
+        let stats = Arc::new(Stats::default());
         let mut controls = Vec::with_capacity(config.shards);
         let mut handles = Vec::with_capacity(config.shards);
         for shard in 0..config.shards {
@@ -79,6 +81,7 @@ impl Client {
             let meta = meta.clone();
             let layout = layout.clone();
             let ring = control.clone();
+            let shard_stats = stats.clone();
             let stalls = config.stall_detection;
             let handle = spawn_shard(
                 &format!("woodpecker-shard-{shard}"),
@@ -108,6 +111,7 @@ impl Client {
                         layout,
                         pool,
                         drivers: Default::default(),
+                        stats: shard_stats,
                     };
                     shard_main(services, ring).await;
                 },
@@ -126,12 +130,18 @@ impl Client {
                 layout,
                 controls,
                 handles: Mutex::new(handles),
+                stats,
             }),
         })
     }
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// Upload counters since the client started.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.inner.stats.snapshot()
     }
 
     pub async fn create_log(&self, name: &str) -> Result<LogInfo> {

@@ -147,6 +147,36 @@ pub(crate) struct ShardServices {
     pub layout: Layout,
     pub pool: BufferPool,
     pub drivers: Rc<Drivers>,
+    pub stats: Arc<Stats>,
+}
+
+/// Counters of one client, summed over its shards.
+#[derive(Debug, Default)]
+pub struct Stats {
+    fragments_uploaded: AtomicU64,
+    bytes_uploaded: AtomicU64,
+    upload_retries: AtomicU64,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Fragments made durable.
+    pub fragments_uploaded: u64,
+    /// Bytes of those fragments.
+    pub bytes_uploaded: u64,
+    /// Upload attempts that failed and were retried.
+    pub upload_retries: u64,
+}
+
+impl Stats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            fragments_uploaded: self.fragments_uploaded.load(Ordering::Relaxed),
+            bytes_uploaded: self.bytes_uploaded.load(Ordering::Relaxed),
+            upload_retries: self.upload_retries.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// The log drivers running on one shard.
@@ -570,10 +600,16 @@ impl LogDriver {
             let store = self.services.store.clone();
             let config = self.services.config.clone();
             let completions = self.completions.clone();
+            let stats = self.services.stats.clone();
             let key = pending.key.clone();
             let seq = pending.seq;
             glommio::spawn_local(async move {
-                let outcome = upload_fragment(&*store, &config, &key, data).await;
+                let len = data.len() as u64;
+                let outcome = upload_fragment(&*store, &config, &stats, &key, data).await;
+                if outcome.is_ok() {
+                    stats.fragments_uploaded.fetch_add(1, Ordering::Relaxed);
+                    stats.bytes_uploaded.fetch_add(len, Ordering::Relaxed);
+                }
                 completions.push(seq, outcome);
             })
             .detach();
@@ -790,6 +826,7 @@ fn too_large(max: usize) -> Error {
 pub(crate) async fn upload_fragment(
     store: &dyn ObjectStore,
     config: &Config,
+    stats: &Stats,
     key: &str,
     data: Bytes,
 ) -> Result<()> {
@@ -821,6 +858,7 @@ pub(crate) async fn upload_fragment(
                 return Err(Error::new(ErrorKind::Fenced, detail));
             }
             Err(err) if err.is_retriable() && attempt < config.upload_retries_max => {
+                stats.upload_retries.fetch_add(1, Ordering::Relaxed);
                 let backoff = config
                     .upload_backoff_initial_ms
                     .saturating_mul(1 << attempt.min(16))

@@ -13,7 +13,7 @@ pub mod ring;
 
 pub use client::{block_on, Client, LogWriter};
 pub use config::Config;
-pub use driver::Properties;
+pub use driver::{Properties, StatsSnapshot};
 
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use std::future::Future;

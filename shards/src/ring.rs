@@ -4,20 +4,31 @@
 //! The queue is `crossbeam`'s `ArrayQueue` (lock-free, fixed capacity). The
 //! consumer parks with an `AtomicWaker`; a push wakes it only if it is
 //! parked (glommio forwards a wake from another thread to the shard through
-//! its notifier). Producers that find the ring full wait on an event that
-//! the consumer notifies when it makes room; that slow path is the only
-//! place with a lock, inside `event-listener`.
+//! its notifier).
+//!
+//! When the ring is full, `push` waits in a FIFO overflow line (behind a
+//! mutex: the slow path only), and the consumer moves waiting requests into
+//! the ring in arrival order as it makes room. While anyone waits, new
+//! pushes join the line, so no request is overtaken by later ones. A waiter
+//! whose future is dropped is skipped. The line holds only requests whose
+//! callers are blocked on it; `try_push` never joins it.
 
 use crossbeam_queue::ArrayQueue;
-use event_listener::Event;
+use futures::channel::oneshot;
 use futures::task::AtomicWaker;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::task::{Context, Poll};
+
+type Waiter<T> = (T, oneshot::Sender<Result<(), T>>);
 
 pub struct Ring<T> {
     queue: ArrayQueue<T>,
     consumer: AtomicWaker,
-    space: Event,
+    line: Mutex<VecDeque<Waiter<T>>>,
+    /// Length of `line`, readable without the lock.
+    waiting: AtomicUsize,
     closed: AtomicBool,
 }
 
@@ -33,7 +44,8 @@ impl<T> Ring<T> {
         Ring {
             queue: ArrayQueue::new(capacity),
             consumer: AtomicWaker::new(),
-            space: Event::new(),
+            line: Mutex::new(VecDeque::new()),
+            waiting: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
         }
     }
@@ -54,9 +66,18 @@ impl<T> Ring<T> {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// Producers waiting for room.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
+    /// Pushes if there is room and nobody is already waiting for room.
     pub fn try_push(&self, item: T) -> Result<(), PushError<T>> {
         if self.is_closed() {
             return Err(PushError::Closed(item));
+        }
+        if self.waiting() > 0 {
+            return Err(PushError::Full(item));
         }
         match self.queue.push(item) {
             Ok(()) => {
@@ -67,50 +88,86 @@ impl<T> Ring<T> {
         }
     }
 
-    /// Pushes, waiting while the ring is full; fails only if it is closed.
-    pub async fn push(&self, mut item: T) -> Result<(), T> {
-        loop {
-            match self.try_push(item) {
-                Ok(()) => return Ok(()),
-                Err(PushError::Closed(item)) => return Err(item),
-                Err(PushError::Full(back)) => item = back,
+    /// Pushes, waiting in line while the ring is full; fails only if the
+    /// ring is closed.
+    pub async fn push(&self, item: T) -> Result<(), T> {
+        let item = match self.try_push(item) {
+            Ok(()) => return Ok(()),
+            Err(PushError::Closed(item)) => return Err(item),
+            Err(PushError::Full(item)) => item,
+        };
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut line = self.line.lock().expect("ring line lock");
+            if self.is_closed() {
+                return Err(item);
             }
-            let listener = self.space.listen();
-            match self.try_push(item) {
-                Ok(()) => return Ok(()),
-                Err(PushError::Closed(item)) => return Err(item),
-                Err(PushError::Full(back)) => item = back,
-            }
-            listener.await;
+            line.push_back((item, tx));
+            self.waiting.store(line.len(), Ordering::Release);
+        }
+        // The consumer may have made room before we joined the line.
+        self.consumer.wake();
+        match rx.await {
+            Ok(result) => result,
+            Err(_) => unreachable!("the line answers every waiter before dropping it"),
         }
     }
 
-    /// Consumer side: takes one item.
+    /// Consumer side: takes one item, then lets waiters into the room made.
     pub fn pop(&self) -> Option<T> {
         let item = self.queue.pop();
-        if item.is_some() {
-            self.space.notify(1);
+        if self.waiting() > 0 {
+            self.admit_waiters();
         }
         item
     }
 
-    /// Consumer side: ready when an item is waiting or the ring is closed.
+    fn admit_waiters(&self) {
+        let mut line = self.line.lock().expect("ring line lock");
+        while let Some((item, tx)) = line.pop_front() {
+            if tx.is_canceled() {
+                continue;
+            }
+            match self.queue.push(item) {
+                Ok(()) => {
+                    let _ = tx.send(Ok(()));
+                }
+                Err(item) => {
+                    line.push_front((item, tx));
+                    break;
+                }
+            }
+        }
+        self.waiting.store(line.len(), Ordering::Release);
+    }
+
+    /// Consumer side: ready when an item or a waiter is there, or the ring
+    /// is closed.
     pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if !self.queue.is_empty() || self.is_closed() {
+        let ready = || !self.queue.is_empty() || self.waiting() > 0 || self.is_closed();
+        if ready() {
             return Poll::Ready(());
         }
         self.consumer.register(cx.waker());
-        if !self.queue.is_empty() || self.is_closed() {
+        if ready() {
             return Poll::Ready(());
         }
         Poll::Pending
     }
 
-    /// Refuses further pushes and wakes everyone; queued items stay poppable.
+    /// Refuses further pushes, gives waiting items back to their callers
+    /// and wakes the consumer; items already queued stay poppable.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        let waiters: Vec<Waiter<T>> = {
+            let mut line = self.line.lock().expect("ring line lock");
+            self.waiting.store(0, Ordering::Release);
+            line.drain(..).collect()
+        };
+        for (item, tx) in waiters {
+            let _ = tx.send(Err(item));
+        }
         self.consumer.wake();
-        self.space.notify(usize::MAX);
     }
 }
 
@@ -149,6 +206,25 @@ mod tests {
             p.join().unwrap();
         }
         assert!(ring.pop().is_none());
+    }
+
+    #[test]
+    fn later_pushes_queue_behind_waiters() {
+        let ring = Arc::new(Ring::new(1));
+        ring.try_push(0).unwrap();
+        let waiter = {
+            let ring = ring.clone();
+            std::thread::spawn(move || futures::executor::block_on(ring.push(1)).unwrap())
+        };
+        while ring.waiting() == 0 {
+            std::thread::yield_now();
+        }
+        assert_eq!(ring.pop(), Some(0));
+        // The freed slot belongs to the waiter, not to a newcomer.
+        assert!(matches!(ring.try_push(2), Err(PushError::Full(2))));
+        waiter.join().unwrap();
+        assert_eq!(ring.pop(), Some(1));
+        ring.try_push(3).unwrap();
     }
 
     #[test]

@@ -162,6 +162,9 @@ pub struct FragmentEncoder<B> {
     meta: FragmentMeta,
     /// End of the entry region written so far (absolute position in `buf`).
     end: usize,
+    /// CRC32C of the entry region so far, kept while the bytes are hot so
+    /// `finish` never re-reads the fragment.
+    entries_crc: u32,
     finished: bool,
 }
 
@@ -174,6 +177,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FragmentEncoder<B> {
             index,
             meta,
             end: FRAGMENT_HEADER_BYTES,
+            entries_crc: 0,
             finished: false,
         }
     }
@@ -183,6 +187,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FragmentEncoder<B> {
         self.index.clear();
         self.meta = meta;
         self.end = FRAGMENT_HEADER_BYTES;
+        self.entries_crc = 0;
         self.finished = false;
     }
 
@@ -272,6 +277,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FragmentEncoder<B> {
             entry_crc,
         };
         buf[start..start + ENTRY_HEADER_BYTES].copy_from_slice(bytemuck::bytes_of(&header));
+        self.entries_crc = crc32c::crc32c_append(self.entries_crc, &buf[start..at]);
         self.index.push((start - FRAGMENT_HEADER_BYTES) as u32);
         self.end = at;
         Ok(offset)
@@ -314,7 +320,16 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FragmentEncoder<B> {
         buf[index_start..footer_start].copy_from_slice(index_bytes);
         buf[footer_start..footer_start + 4].copy_from_slice(&entry_count.to_le_bytes());
         buf[footer_start + 4..footer_start + 8].copy_from_slice(&index_crc.to_le_bytes());
-        let fragment_crc = crc32c::crc32c(&buf[..footer_start + 8]);
+        // CRC of everything before the fragment_crc field: the header's CRC
+        // combined with the running CRC of the entries, index and footer start.
+        let tail_crc = crc32c::crc32c_append(self.entries_crc, &buf[index_start..footer_start + 8]);
+        let tail_len = footer_start + 8 - FRAGMENT_HEADER_BYTES;
+        let fragment_crc = crc32c::crc32c_combine(
+            crc32c::crc32c(&buf[..FRAGMENT_HEADER_BYTES]),
+            tail_crc,
+            tail_len,
+        );
+        debug_assert_eq!(fragment_crc, crc32c::crc32c(&buf[..footer_start + 8]));
         buf[footer_start + 8..footer_start + 12].copy_from_slice(&fragment_crc.to_le_bytes());
         buf[footer_start + 12..footer_start + 16]
             .copy_from_slice(&FRAGMENT_END_MAGIC.to_le_bytes());

@@ -2,6 +2,7 @@
 
 use super::local::LocalStore;
 use super::memory::MemoryStore;
+use super::null::NullStore;
 use super::s3::{S3Config, S3Store};
 use super::{ObjectStore, StoreError};
 use std::path::PathBuf;
@@ -12,6 +13,8 @@ use std::rc::Rc;
 pub enum StoreConfig {
     /// Objects in this process's memory (shared by every shard).
     Memory,
+    /// Keys and sizes only, bytes discarded: the engine's own ceiling.
+    Null,
     /// One file per object under a directory: the embedded default.
     Local {
         dir: PathBuf,
@@ -20,17 +23,18 @@ pub enum StoreConfig {
 }
 
 impl StoreConfig {
-    /// Parses `memory`, `local` or `s3`; `s3` reads the `WOODPECKER_S3_*`
+    /// Parses `memory`, `null`, `local` or `s3`; `s3` reads the `WOODPECKER_S3_*`
     /// variables and `local` uses `local_dir`.
     pub fn from_kind(kind: &str, local_dir: PathBuf) -> Result<StoreConfig, StoreError> {
         match kind {
             "memory" => Ok(StoreConfig::Memory),
+            "null" => Ok(StoreConfig::Null),
             "local" => Ok(StoreConfig::Local { dir: local_dir }),
             "s3" => S3Config::from_env()
                 .map(StoreConfig::S3)
                 .map_err(|e| StoreError::Invalid(format!("--store s3: {e}"))),
             other => Err(StoreError::Invalid(format!(
-                "unknown store {other:?}: expected memory, local or s3"
+                "unknown store {other:?}: expected memory, null, local or s3"
             ))),
         }
     }
@@ -38,6 +42,7 @@ impl StoreConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             StoreConfig::Memory => "memory",
+            StoreConfig::Null => "null",
             StoreConfig::Local { .. } => "local",
             StoreConfig::S3(_) => "s3",
         }
@@ -55,6 +60,7 @@ pub type OpenStore = dyn Fn() -> Result<Rc<dyn ObjectStore>, StoreError> + Send 
 pub struct StoreFactory {
     config: StoreConfig,
     memory: MemoryStore,
+    null: NullStore,
     custom: Option<std::sync::Arc<OpenStore>>,
 }
 
@@ -63,6 +69,7 @@ impl StoreFactory {
         StoreFactory {
             config,
             memory: MemoryStore::new(),
+            null: NullStore::new(),
             custom: None,
         }
     }
@@ -74,6 +81,7 @@ impl StoreFactory {
         StoreFactory {
             config: StoreConfig::Memory,
             memory: MemoryStore::new(),
+            null: NullStore::new(),
             custom: Some(std::sync::Arc::new(open)),
         }
     }
@@ -83,6 +91,7 @@ impl StoreFactory {
         StoreFactory {
             config: StoreConfig::Memory,
             memory,
+            null: NullStore::new(),
             custom: None,
         }
     }
@@ -97,6 +106,7 @@ impl StoreFactory {
         }
         Ok(match &self.config {
             StoreConfig::Memory => Rc::new(self.memory.clone()),
+            StoreConfig::Null => Rc::new(self.null.clone()),
             StoreConfig::Local { dir } => Rc::new(LocalStore::open(dir.clone())?),
             StoreConfig::S3(config) => Rc::new(S3Store::new(config.clone())?),
         })
@@ -121,6 +131,6 @@ mod tests {
             "local"
         );
         let err = StoreConfig::from_kind("gcs", dir).unwrap_err().to_string();
-        assert!(err.contains("memory, local or s3"), "{err}");
+        assert!(err.contains("memory, null, local or s3"), "{err}");
     }
 }

@@ -17,6 +17,7 @@ pub mod config;
 pub mod fault;
 pub mod local;
 pub mod memory;
+pub mod null;
 pub mod s3;
 
 use async_trait::async_trait;

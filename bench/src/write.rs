@@ -1,0 +1,427 @@
+//! `bench write`: the engine's write throughput and ack latency, and, in
+//! the same run, the raw PUT throughput of the same store with the same
+//! object size (the engine's average fragment) and the same parallelism.
+//!
+//! Appenders are plain threads, each with a tokio current-thread runtime
+//! (the engine's futures are runtime-agnostic), each keeping up to
+//! `window` appends in flight on one log; with `--rate` they send open-loop
+//! at that total rate, so latency is measured without coordinated omission.
+//! Latency is from the `append` call to its acknowledgement.
+
+use crate::latency::{self, LatencyMs};
+use crate::raw::{self, Limits};
+use crate::BenchError;
+use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use woodpecker_engine::meta::memory::MemoryMeta;
+use woodpecker_engine::meta::MetaStore;
+use woodpecker_engine::store::{StoreConfig, StoreFactory};
+use woodpecker_shards::{block_on, Client, Config, LogWriter};
+
+/// Time allowed for in-flight appends to finish after the run ends.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+/// Longest raw baseline phase.
+const RAW_PHASE_LIMIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct WriteArgs {
+    /// Object store: memory, null (discards bytes), local, or s3 (endpoint from WOODPECKER_S3_*).
+    #[arg(long, default_value = "local")]
+    pub store: String,
+    /// Directory of the local store (default: a temporary directory).
+    #[arg(long)]
+    pub local_dir: Option<PathBuf>,
+    /// Logs written at once.
+    #[arg(long, default_value_t = 1)]
+    pub logs: usize,
+    /// Payload bytes per entry.
+    #[arg(long, default_value_t = 1024)]
+    pub entry_bytes: usize,
+    /// Appender threads (spread over the logs).
+    #[arg(long, default_value_t = 1)]
+    pub appenders: usize,
+    /// Appends in flight per appender, at most.
+    #[arg(long, default_value_t = 4096)]
+    pub window: usize,
+    /// Entries per append call (1: `append`; more: `append_batch`).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Total entries per second, open loop (default: as fast as possible).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seconds of appending.
+    #[arg(long, default_value_t = 10)]
+    pub duration_s: u64,
+    #[arg(long, default_value_t = 10)]
+    pub flush_interval_ms: u64,
+    #[arg(long, default_value_t = 8 << 20)]
+    pub fragment_bytes: usize,
+    #[arg(long, default_value_t = 8)]
+    pub uploads_in_flight: usize,
+    #[arg(long, default_value_t = 1)]
+    pub shards: usize,
+    /// Skip the raw PUT baseline.
+    #[arg(long)]
+    pub no_raw: bool,
+    /// Print one JSON object instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// MB = 10^6 bytes of payload.
+#[derive(Debug, Clone, Serialize)]
+pub struct WriteReport {
+    pub store: String,
+    pub logs: usize,
+    pub entry_bytes: usize,
+    pub appenders: usize,
+    pub window: usize,
+    pub batch: usize,
+    pub rate: Option<f64>,
+    pub shards: usize,
+    pub flush_interval_ms: u64,
+    pub fragment_bytes_max: usize,
+    pub uploads_in_flight_max: usize,
+    pub seconds: f64,
+    pub entries: u64,
+    pub errors: u64,
+    pub throughput_mb_s: f64,
+    pub entries_per_s: f64,
+    pub ack_latency_ms: LatencyMs,
+    pub fragments: u64,
+    pub avg_fragment_bytes: u64,
+    pub upload_retries: u64,
+    pub raw_object_bytes: Option<usize>,
+    pub raw_inflight: Option<usize>,
+    pub raw_put_mb_s: Option<f64>,
+    pub raw_put_latency_ms: Option<LatencyMs>,
+    pub ratio_to_raw: Option<f64>,
+}
+
+impl WriteArgs {
+    fn validate(&self) -> Result<(), BenchError> {
+        let positive = [
+            self.logs,
+            self.appenders,
+            self.window,
+            self.batch,
+            self.fragment_bytes,
+            self.uploads_in_flight,
+            self.shards,
+        ];
+        if positive.contains(&0) || self.duration_s == 0 || self.flush_interval_ms == 0 {
+            return Err(BenchError::Invalid(
+                "counts, sizes, --duration-s and --flush-interval-ms must be positive".into(),
+            ));
+        }
+        if self.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+            return Err(BenchError::Invalid(
+                "--rate must be a positive number".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn config(&self) -> Config {
+        // Enough buffer memory for every log's uploads plus an open fragment each.
+        let buffers = (self.uploads_in_flight + 2) * self.logs.div_ceil(self.shards) + 2;
+        Config {
+            shards: self.shards,
+            fragment_bytes_max: self.fragment_bytes,
+            flush_interval_ms: self.flush_interval_ms,
+            uploads_in_flight_max: self.uploads_in_flight,
+            shard_buffer_bytes_max: buffers * self.fragment_bytes,
+            segment_bytes_max: (self.fragment_bytes as u64 * 128).max(1 << 30),
+            key_prefix: format!("bench-write-{:016x}", raw::fastrand_u64()),
+            stall_detection: false,
+            ..Config::default()
+        }
+    }
+}
+
+struct AppenderResult {
+    histogram: Histogram<u64>,
+    entries: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
+    args.validate()?;
+    let temp_dir = match (&args.local_dir, args.store.as_str()) {
+        (None, "local") => Some(raw::tempdir()?),
+        _ => None,
+    };
+    let local_dir = args
+        .local_dir
+        .clone()
+        .or_else(|| temp_dir.clone())
+        .unwrap_or_default();
+    let store_config = StoreConfig::from_kind(&args.store, local_dir)?;
+    let factory = StoreFactory::new(store_config);
+    let config = args.config();
+    config.validate().map_err(BenchError::Invalid)?;
+    let meta: Arc<dyn MetaStore> = Arc::new(MemoryMeta::new());
+    let client = Client::start(config.clone(), factory.clone(), meta)
+        .map_err(|e| BenchError::Failed(format!("starting the client: {e}")))?;
+
+    let writers = open_writers(&client, args.logs)?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.duration_s);
+    let per_appender_rate = args.rate.map(|r| r / args.appenders as f64);
+    let threads: Vec<_> = (0..args.appenders)
+        .map(|i| {
+            let writer = writers[i % writers.len()].clone();
+            let args = args.clone();
+            std::thread::spawn(move || appender(writer, &args, deadline, per_appender_rate))
+        })
+        .collect();
+    let mut histogram = latency::histogram();
+    let (mut entries, mut errors, mut first_error) = (0u64, 0u64, None);
+    for thread in threads {
+        let result = thread
+            .join()
+            .map_err(|_| BenchError::Failed("an appender panicked".into()))?;
+        histogram.add(&result.histogram).expect("same bounds");
+        entries += result.entries;
+        errors += result.errors;
+        first_error = first_error.or(result.first_error);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let stats = client.stats();
+    for writer in writers {
+        if let Ok(writer) = Arc::try_unwrap(writer) {
+            let _ = block_on(writer.close());
+        }
+    }
+    for i in 0..args.logs {
+        let _ = block_on(client.delete_log(&log_name(i)));
+    }
+    client.shutdown();
+    if let Some(err) = first_error {
+        return Err(BenchError::Failed(format!(
+            "{errors} appends failed; first: {err}"
+        )));
+    }
+
+    let avg_fragment_bytes = stats.bytes_uploaded / stats.fragments_uploaded.max(1);
+    let raw = if args.no_raw || matches!(args.store.as_str(), "memory" | "null") {
+        None
+    } else {
+        let inflight = args.uploads_in_flight * args.logs;
+        let object_bytes = (avg_fragment_bytes as usize).max(1);
+        let duration = RAW_PHASE_LIMIT.min(Duration::from_secs(args.duration_s));
+        Some((
+            object_bytes,
+            inflight,
+            raw_puts(factory, object_bytes, inflight, duration)?,
+        ))
+    };
+    if let Some(dir) = temp_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let payload_bytes = entries as f64 * args.entry_bytes as f64;
+    let throughput_mb_s = payload_bytes / 1e6 / seconds;
+    let raw_put_mb_s = raw.as_ref().map(|(_, _, r)| r.mb_s);
+    Ok(WriteReport {
+        store: args.store.clone(),
+        logs: args.logs,
+        entry_bytes: args.entry_bytes,
+        appenders: args.appenders,
+        window: args.window,
+        batch: args.batch,
+        rate: args.rate,
+        shards: args.shards,
+        flush_interval_ms: args.flush_interval_ms,
+        fragment_bytes_max: args.fragment_bytes,
+        uploads_in_flight_max: args.uploads_in_flight,
+        seconds,
+        entries,
+        errors,
+        throughput_mb_s,
+        entries_per_s: entries as f64 / seconds,
+        ack_latency_ms: LatencyMs::from_histogram(&histogram),
+        fragments: stats.fragments_uploaded,
+        avg_fragment_bytes,
+        upload_retries: stats.upload_retries,
+        raw_object_bytes: raw.as_ref().map(|(b, _, _)| *b),
+        raw_inflight: raw.as_ref().map(|(_, i, _)| *i),
+        raw_put_mb_s,
+        raw_put_latency_ms: raw.as_ref().map(|(_, _, r)| r.latency_ms),
+        ratio_to_raw: raw_put_mb_s.map(|r| throughput_mb_s / r),
+    })
+}
+
+fn log_name(i: usize) -> String {
+    format!("bench-{i}")
+}
+
+fn open_writers(client: &Client, logs: usize) -> Result<Vec<Arc<LogWriter>>, BenchError> {
+    (0..logs)
+        .map(|i| {
+            let name = log_name(i);
+            block_on(client.create_log(&name))
+                .and_then(|_| block_on(client.open_writer(&name)))
+                .map(Arc::new)
+                .map_err(|e| BenchError::Failed(format!("opening {name}: {e}")))
+        })
+        .collect()
+}
+
+fn appender(
+    writer: Arc<LogWriter>,
+    args: &WriteArgs,
+    deadline: Instant,
+    rate: Option<f64>,
+) -> AppenderResult {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("tokio runtime");
+    let payload = Bytes::from(raw::pattern(args.entry_bytes));
+    let batch = args.batch;
+    let interval = rate.map(|r| Duration::from_secs_f64(batch as f64 / r));
+    runtime.block_on(async move {
+        let mut result = AppenderResult {
+            histogram: latency::histogram(),
+            entries: 0,
+            errors: 0,
+            first_error: None,
+        };
+        let mut in_flight = FuturesUnordered::new();
+        let mut next_send = Instant::now();
+        let drain_deadline = deadline + DRAIN_LIMIT;
+        loop {
+            let now = Instant::now();
+            let open = now < deadline && in_flight.len() < args.window;
+            if open && interval.is_none_or(|_| now >= next_send) {
+                let sent = Instant::now();
+                let append = if batch == 1 {
+                    writer.append(payload.clone()).map(|r| r.map(|_| 1)).boxed()
+                } else {
+                    let entries = vec![payload.clone(); batch];
+                    writer
+                        .append_batch(entries)
+                        .map(|r| r.map(|range| range.end - range.start))
+                        .boxed()
+                };
+                in_flight.push(async move { (append.await, sent) });
+                if let Some(interval) = interval {
+                    next_send += interval;
+                }
+                continue;
+            }
+            if in_flight.is_empty() {
+                if now >= deadline {
+                    break;
+                }
+                tokio::time::sleep_until(next_send.into()).await;
+                continue;
+            }
+            if now >= drain_deadline {
+                result.errors += in_flight.len() as u64 * batch as u64;
+                result
+                    .first_error
+                    .get_or_insert("appends still pending after the drain limit".into());
+                break;
+            }
+            let completed = if open && interval.is_some() {
+                tokio::select! {
+                    done = in_flight.next() => done,
+                    _ = tokio::time::sleep_until(next_send.into()) => None,
+                }
+            } else {
+                in_flight.next().await
+            };
+            if let Some((outcome, sent)) = completed {
+                let elapsed = sent.elapsed();
+                match outcome {
+                    Ok(count) => {
+                        for _ in 0..count {
+                            latency::record(&mut result.histogram, elapsed);
+                        }
+                        result.entries += count;
+                    }
+                    Err(err) => {
+                        result.errors += batch as u64;
+                        result.first_error.get_or_insert(err.to_string());
+                    }
+                }
+            }
+        }
+        result
+    })
+}
+
+/// Raw PUTs of `object_bytes` objects, `inflight` at a time, on one shard.
+fn raw_puts(
+    factory: StoreFactory,
+    object_bytes: usize,
+    inflight: usize,
+    duration: Duration,
+) -> Result<raw::PhaseReport, BenchError> {
+    let core = woodpecker_shards::available_cores().first().copied();
+    let shard = woodpecker_shards::spawn_shard("bench-raw-put", core, false, move || async move {
+        let store = factory.open()?;
+        let data = Bytes::from(raw::pattern(object_bytes));
+        let prefix = format!("bench-raw/{:016x}", raw::fastrand_u64());
+        let limits = Limits {
+            objects: usize::MAX,
+            duration,
+            inflight,
+        };
+        let report = raw::put_phase(&store, &prefix, &data, &limits).await?;
+        for i in 0..report.objects {
+            store.delete(&raw::key(&prefix, i)).await?;
+        }
+        Ok::<_, BenchError>(report)
+    })
+    .map_err(|e| BenchError::Failed(e.to_string()))?;
+    shard
+        .join()
+        .map_err(|e| BenchError::Failed(e.to_string()))?
+}
+
+pub fn print_summary(report: &WriteReport) {
+    println!(
+        "write: store={} logs={} entry={} B appenders={} window={} batch={} rate={}",
+        report.store,
+        report.logs,
+        report.entry_bytes,
+        report.appenders,
+        report.window,
+        report.batch,
+        report.rate.map_or("max".to_string(), |r| format!("{r}/s")),
+    );
+    println!(
+        "  {:.1} MB/s, {:.0} entries/s over {:.1} s ({} fragments, avg {} bytes, {} retries)",
+        report.throughput_mb_s,
+        report.entries_per_s,
+        report.seconds,
+        report.fragments,
+        report.avg_fragment_bytes,
+        report.upload_retries
+    );
+    let l = &report.ack_latency_ms;
+    println!(
+        "  ack latency ms: p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}",
+        l.p50, l.p90, l.p99, l.p999, l.max
+    );
+    if let (Some(raw), Some(ratio)) = (report.raw_put_mb_s, report.ratio_to_raw) {
+        let p99 = report.raw_put_latency_ms.map_or(0.0, |l| l.p99);
+        println!(
+            "  raw PUT {:.1} MB/s ({} B x {} in flight, p99 {:.2} ms); engine/raw = {:.3}",
+            raw,
+            report.raw_object_bytes.unwrap_or(0),
+            report.raw_inflight.unwrap_or(0),
+            p99,
+            ratio
+        );
+    }
+}
