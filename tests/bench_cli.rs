@@ -71,3 +71,66 @@ fn bench_rejects_bad_arguments_clearly() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("memory, null, local or s3"), "{stderr}");
 }
+
+fn bench_write(store: &str) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_woodpecker"))
+        .args([
+            "bench",
+            "write",
+            "--store",
+            store,
+            "--entry-bytes",
+            "512",
+            "--duration-s",
+            "1",
+            "--window",
+            "256",
+            "--fragment-bytes",
+            "65536",
+            "--flush-interval-ms",
+            "2",
+            "--json",
+        ])
+        .output()
+        .expect("running woodpecker");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "bench write --store {store} failed: {stderr}"
+    );
+    serde_json::from_slice(&output.stdout).expect("one JSON object on stdout")
+}
+
+fn check_write(report: &serde_json::Value, with_raw: bool) {
+    assert!(report["entries"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["errors"], 0);
+    assert!(report["throughput_mb_s"].as_f64().unwrap() > 0.0);
+    assert!(report["entries_per_s"].as_f64().unwrap() > 0.0);
+    for q in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(
+            report["ack_latency_ms"][q].as_f64().unwrap() > 0.0,
+            "{report}"
+        );
+    }
+    if with_raw {
+        assert!(report["raw_put_mb_s"].as_f64().unwrap() > 0.0, "{report}");
+        let ratio = report["ratio_to_raw"].as_f64().unwrap();
+        let expected =
+            report["throughput_mb_s"].as_f64().unwrap() / report["raw_put_mb_s"].as_f64().unwrap();
+        assert!((ratio - expected).abs() < 1e-9);
+    } else {
+        assert!(report["raw_put_mb_s"].is_null() && report["ratio_to_raw"].is_null());
+    }
+}
+
+#[test]
+fn bench_write_every_store() {
+    check_write(&bench_write("null"), false);
+    check_write(&bench_write("memory"), false);
+    check_write(&bench_write("local"), true);
+    assert!(
+        std::env::var("WOODPECKER_S3_ENDPOINT").is_ok(),
+        "WOODPECKER_S3_ENDPOINT is not set: start the servers with scripts/servers.sh start"
+    );
+    check_write(&bench_write("s3"), true);
+}

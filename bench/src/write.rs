@@ -139,7 +139,7 @@ impl WriteArgs {
             shard_buffer_bytes_max: buffers * self.fragment_bytes,
             segment_bytes_max: (self.fragment_bytes as u64 * 128).max(1 << 30),
             key_prefix: format!("bench-write-{:016x}", raw::fastrand_u64()),
-            stall_detection: false,
+            stall_detection: true,
             ..Config::default()
         }
     }

@@ -7,6 +7,7 @@ use proptest::prelude::*;
 use woodpecker_engine::format::fragment::{
     decode_entry, encoded_entry_bytes, fragment_bytes_for, DecodedFragment, FormatError,
     FragmentEncoder, FragmentHeader, FragmentMeta, FragmentTail, FRAGMENT_HEADER_BYTES,
+    NO_PROPERTIES,
 };
 
 type Entry = (Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>);
@@ -136,7 +137,7 @@ fn encoder_reports_full_and_reuses_scratch() {
     let mut encoder = FragmentEncoder::new(&mut buf[..], Vec::with_capacity(16), meta());
     let mut pushed = 0;
     loop {
-        match encoder.push(&[1u8; 30], &[]) {
+        match encoder.push(&[1u8; 30], NO_PROPERTIES) {
             Ok(_) => pushed += 1,
             Err(FormatError::Full) => break,
             Err(e) => panic!("unexpected {e}"),
@@ -154,7 +155,7 @@ fn encoder_reports_full_and_reuses_scratch() {
         ..meta()
     };
     encoder.reset(next);
-    encoder.push(b"next", &[]).unwrap();
+    encoder.push(b"next", NO_PROPERTIES).unwrap();
     encoder.finish(true).unwrap();
     let second = encoder.bytes().to_vec();
     let (_, index) = encoder.into_parts();

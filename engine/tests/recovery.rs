@@ -10,7 +10,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 use woodpecker_engine::format::fragment::{
-    encoded_entry_bytes, fragment_bytes_for, FragmentEncoder, FragmentMeta,
+    encoded_entry_bytes, fragment_bytes_for, FragmentEncoder, FragmentMeta, NO_PROPERTIES,
 };
 use woodpecker_engine::layout::Layout;
 use woodpecker_engine::meta::memory::MemoryMeta;
@@ -21,7 +21,7 @@ use woodpecker_engine::store::memory::MemoryStore;
 use woodpecker_engine::store::{ObjectStore, StoreError};
 
 fn fragment(segment: u64, index: u64) -> Bytes {
-    let buf = vec![0u8; fragment_bytes_for(encoded_entry_bytes(8, &[]))];
+    let buf = vec![0u8; fragment_bytes_for(encoded_entry_bytes(8, NO_PROPERTIES))];
     let meta = FragmentMeta {
         log_id: 1,
         segment_id: segment,
@@ -30,7 +30,7 @@ fn fragment(segment: u64, index: u64) -> Bytes {
         first_offset: index,
     };
     let mut encoder = FragmentEncoder::new(buf, Vec::new(), meta);
-    encoder.push(&index.to_le_bytes(), &[]).unwrap();
+    encoder.push(&index.to_le_bytes(), NO_PROPERTIES).unwrap();
     encoder.finish(false).unwrap();
     Bytes::copy_from_slice(encoder.bytes())
 }

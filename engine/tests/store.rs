@@ -10,7 +10,9 @@ use futures::stream::{self, StreamExt};
 use woodpecker_engine::store::local::LocalStore;
 use woodpecker_engine::store::memory::MemoryStore;
 use woodpecker_engine::store::s3::S3Store;
-use woodpecker_engine::store::{list_all, put_multipart, ObjectStore, StoreError};
+use woodpecker_engine::store::{
+    list_all, put_multipart, put_multipart_if_absent, ObjectStore, StoreError,
+};
 
 async fn contract<S: ObjectStore + ?Sized>(store: &S, prefix: &str) {
     let key = format!("{prefix}/a/object-1");
@@ -115,6 +117,26 @@ async fn contract<S: ObjectStore + ?Sized>(store: &S, prefix: &str) {
         .await
         .unwrap();
     assert_eq!(store.get(&multi).await.unwrap(), big);
+    // conditional multipart: refused if the key is taken, the object unchanged
+    let taken = format!("{prefix}/multi/taken");
+    store
+        .put(&taken, Bytes::from_static(b"first"))
+        .await
+        .unwrap();
+    let refused = put_multipart_if_absent(store, &taken, big.clone(), 5 << 20, 3).await;
+    assert!(
+        matches!(refused, Err(StoreError::AlreadyExists(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.get(&taken).await.unwrap(),
+        Bytes::from_static(b"first")
+    );
+    let fresh = format!("{prefix}/multi/fresh");
+    put_multipart_if_absent(store, &fresh, big.clone(), 5 << 20, 3)
+        .await
+        .unwrap();
+    assert_eq!(store.get(&fresh).await.unwrap(), big);
     let aborted = format!("{prefix}/multi/aborted");
     let upload = store.create_multipart(&aborted).await.unwrap();
     store

@@ -44,6 +44,8 @@ pub type Properties = Vec<(Bytes, Bytes)>;
 /// Requests popped per turn before the driver looks at completions and
 /// timers again (keeps one busy writer from starving its own acks).
 const INGEST_TURN_MAX: usize = 4096;
+/// Emptied ack lists kept for reuse.
+const SPARE_ACK_LISTS_MAX: usize = 64;
 
 pub(crate) enum Request {
     Append {
@@ -235,6 +237,8 @@ pub(crate) struct LogDriver {
     pipeline: VecDeque<Pending>,
     uploads_in_flight: usize,
     completions: Rc<Completions>,
+    /// Emptied ack lists, reused by later fragments.
+    spare_acks: Vec<Vec<Ack>>,
     next_seq: u64,
     failed: Option<Error>,
     closing: Option<Option<oneshot::Sender<Result<()>>>>,
@@ -269,6 +273,7 @@ impl LogDriver {
             pipeline: VecDeque::new(),
             uploads_in_flight: 0,
             completions: Rc::new(Completions::default()),
+            spare_acks: Vec::new(),
             next_seq: 0,
             failed: None,
             closing: None,
@@ -455,7 +460,7 @@ impl LogDriver {
         let index = std::mem::take(&mut self.index_scratch);
         self.open = Some(OpenFragment {
             encoder: FragmentEncoder::new(buf, index, meta),
-            acks: Vec::new(),
+            acks: self.spare_acks.pop().unwrap_or_default(),
             opened_at: Instant::now(),
         });
         true
@@ -468,9 +473,8 @@ impl LogDriver {
         if entry_bytes(payload, props) > max {
             return Err(too_large(max));
         }
-        let props: Vec<(&[u8], &[u8])> = props.iter().map(|(k, v)| (&k[..], &v[..])).collect();
         let open = self.open.as_mut().expect("caller opened a fragment");
-        match open.encoder.push(payload, &props) {
+        match open.encoder.push(payload, props) {
             Ok(offset) => {
                 self.next_offset = offset + 1;
                 Ok(Some(offset))
@@ -481,7 +485,7 @@ impl LogDriver {
                     return Ok(None);
                 }
                 let open = self.open.as_mut().expect("just opened");
-                let offset = open.encoder.push(payload, &props).map_err(Error::from)?;
+                let offset = open.encoder.push(payload, props).map_err(Error::from)?;
                 self.next_offset = offset + 1;
                 Ok(Some(offset))
             }
@@ -651,8 +655,12 @@ impl LogDriver {
                 "acknowledgements go forward"
             );
             self.durable.store(pending.end_offset, Ordering::Release);
-            for ack in pending.acks {
+            let mut acks = pending.acks;
+            for ack in acks.drain(..) {
                 ack.complete(&Ok(()));
+            }
+            if self.spare_acks.len() < SPARE_ACK_LISTS_MAX {
+                self.spare_acks.push(acks);
             }
             if let Some(seal) = pending.seal {
                 if self.closing.is_none() {

@@ -234,3 +234,36 @@ fn reopening_continues_the_log() {
     within(30, client.delete_log("reopen")).unwrap();
     assert!(within(30, client.get_log("reopen")).is_err());
 }
+
+#[test]
+fn real_large_fragments_go_multipart() {
+    let config = Config {
+        fragment_bytes_max: 12 << 20,
+        multipart_threshold_bytes: 6 << 20,
+        multipart_part_bytes: 5 << 20,
+        shard_buffer_bytes_max: 48 << 20,
+        flush_interval_ms: 500,
+        ..small_config()
+    };
+    let (client, _) = real_client(config);
+    within(30, client.create_log("large")).unwrap();
+    let writer = Arc::new(within(30, client.open_writer("large")).unwrap());
+    let appends: Vec<_> = (0..30)
+        .map(|seq| {
+            let mut data = vec![seq as u8; 1 << 20];
+            data[..8].copy_from_slice(&(seq as u64).to_le_bytes());
+            let data = Bytes::from(data);
+            let ack = writer.append(data.clone());
+            async move { (ack.await.unwrap(), data) }
+        })
+        .collect();
+    let acked = within(120, futures::future::join_all(appends));
+    let writer = Arc::try_unwrap(writer).ok().unwrap();
+    within(60, writer.close()).unwrap();
+    let stats = client.stats();
+    assert!(
+        stats.bytes_uploaded / stats.fragments_uploaded > 6 << 20,
+        "fragments were large enough for multipart: {stats:?}"
+    );
+    assert_log_holds(&client, "large", 0, &acked);
+}

@@ -131,8 +131,14 @@ pub struct FragmentMeta {
     pub first_offset: u64,
 }
 
+/// Properties of an entry that has none.
+pub const NO_PROPERTIES: &[(&[u8], &[u8])] = &[];
+
 /// Bytes one entry takes in a fragment, its index slot included.
-pub fn encoded_entry_bytes(payload_len: usize, props: &[(&[u8], &[u8])]) -> usize {
+pub fn encoded_entry_bytes<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+    payload_len: usize,
+    props: &[(K, V)],
+) -> usize {
     ENTRY_HEADER_BYTES + props_bytes(props) + payload_len + INDEX_SLOT_BYTES
 }
 
@@ -142,10 +148,10 @@ pub fn fragment_bytes_for(entries_and_index_bytes: usize) -> usize {
     FRAGMENT_HEADER_BYTES + entries_and_index_bytes + FRAGMENT_FOOTER_BYTES
 }
 
-fn props_bytes(props: &[(&[u8], &[u8])]) -> usize {
+fn props_bytes<K: AsRef<[u8]>, V: AsRef<[u8]>>(props: &[(K, V)]) -> usize {
     props
         .iter()
-        .map(|(k, v)| PROPERTY_HEADER_BYTES + k.len() + v.len())
+        .map(|(k, v)| PROPERTY_HEADER_BYTES + k.as_ref().len() + v.as_ref().len())
         .sum()
 }
 
@@ -223,12 +229,18 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FragmentEncoder<B> {
         (self.buf, self.index)
     }
 
-    /// Appends one entry and returns its log offset.
-    pub fn push(&mut self, payload: &[u8], props: &[(&[u8], &[u8])]) -> Result<u64, FormatError> {
+    /// Appends one entry and returns its log offset. Properties are any
+    /// slice of byte-like pairs, so the caller need not build a new list.
+    pub fn push<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &mut self,
+        payload: &[u8],
+        props: &[(K, V)],
+    ) -> Result<u64, FormatError> {
         assert!(!self.finished, "push after finish");
         let payload_len = u32::try_from(payload.len())
             .map_err(|_| FormatError::TooLarge("payload over 4 GiB"))?;
         for (key, value) in props {
+            let (key, value) = (key.as_ref(), value.as_ref());
             if key.len() > u16::MAX as usize {
                 return Err(FormatError::TooLarge("property key over 64 KiB"));
             }
@@ -253,6 +265,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FragmentEncoder<B> {
         let buf = self.buf.as_mut();
         let mut at = start + ENTRY_HEADER_BYTES;
         for (key, value) in props {
+            let (key, value) = (key.as_ref(), value.as_ref());
             buf[at..at + 2].copy_from_slice(&(key.len() as u16).to_le_bytes());
             buf[at + 2..at + 6].copy_from_slice(&(value.len() as u32).to_le_bytes());
             at += PROPERTY_HEADER_BYTES;

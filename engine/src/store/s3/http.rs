@@ -20,6 +20,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+/// Most bytes one socket read asks for.
+const READ_CHUNK_BYTES: usize = 64 << 10;
+
 /// A byte stream to the server, plain or TLS.
 enum Stream {
     Plain(TcpStream),
@@ -35,10 +38,13 @@ impl hyper::rt::Read for HyperIo {
         cx: &mut Context<'_>,
         mut buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        // SAFETY: the unfilled part is zeroed before being viewed as `[u8]`,
+        // SAFETY: the part read into is zeroed before being viewed as `[u8]`,
         // and `advance` is called with the count the stream wrote into it.
+        // Reads are capped so the zeroing stays proportional to the bytes read.
         let filled = unsafe {
             let unfilled: &mut [MaybeUninit<u8>] = buf.as_mut();
+            let cap = unfilled.len().min(READ_CHUNK_BYTES);
+            let unfilled = &mut unfilled[..cap];
             for byte in unfilled.iter_mut() {
                 byte.write(0);
             }
@@ -69,6 +75,24 @@ impl hyper::rt::Write for HyperIo {
         match &mut self.get_mut().0 {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    /// Vectored writes make hyper queue body chunks instead of copying
+    /// them into its own buffer: an upload's bytes go from the fragment
+    /// buffer to the socket with no copy in between.
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().0 {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
