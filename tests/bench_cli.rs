@@ -134,3 +134,42 @@ fn bench_write_every_store() {
     );
     check_write(&bench_write("s3"), true);
 }
+
+#[test]
+fn bench_read_local_and_s3() {
+    for store in ["local", "s3"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_woodpecker"))
+            .args([
+                "bench",
+                "read",
+                "--store",
+                store,
+                "--prepare-mb",
+                "3",
+                "--duration-s",
+                "1",
+                "--tail-rate",
+                "100",
+                "--fragment-bytes",
+                "262144",
+                "--json",
+            ])
+            .output()
+            .expect("running woodpecker");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "bench read --store {store} failed: {stderr}"
+        );
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert!(report["entries"].as_u64().unwrap() >= 2900, "{report}");
+        assert!(report["throughput_mb_s"].as_f64().unwrap() > 0.0);
+        assert!(report["raw_get_mb_s"].as_f64().unwrap() > 0.0);
+        assert!(report["ratio_to_raw"].as_f64().unwrap() > 0.0);
+        for tail in ["tail_latency_ms", "tail_latency_cross_ms"] {
+            for q in ["p50", "p99", "max"] {
+                assert!(report[tail][q].as_f64().unwrap() >= 0.0, "{report}");
+            }
+        }
+    }
+}

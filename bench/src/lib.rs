@@ -6,6 +6,7 @@
 
 pub mod latency;
 pub mod raw;
+pub mod read;
 pub mod write;
 
 use woodpecker_engine::store::StoreError;
@@ -26,6 +27,8 @@ pub enum BenchCommand {
     Raw(raw::RawArgs),
     /// Engine write throughput and ack latency, with the raw PUT baseline.
     Write(write::WriteArgs),
+    /// Catch-up read throughput against raw GETs, and tail latency.
+    Read(read::ReadArgs),
 }
 
 /// Runs one benchmark and prints its report.
@@ -53,6 +56,18 @@ pub fn run(command: BenchCommand) -> Result<(), BenchError> {
                 );
             } else {
                 write::print_summary(&report);
+            }
+        }
+        BenchCommand::Read(args) => {
+            let json = args.json;
+            let report = read::run(args)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).expect("reports serialize")
+                );
+            } else {
+                read::print_summary(&report);
             }
         }
     }

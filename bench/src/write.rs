@@ -2,6 +2,11 @@
 //! the same run, the raw PUT throughput of the same store with the same
 //! object size (the engine's average fragment) and the same parallelism.
 //!
+//! The raw baseline runs after the engine phase, with the engine's
+//! average fragment size; at full speed (no `--rate`) it also runs before,
+//! with `fragment_bytes`, and the two are averaged, so a store that drifts
+//! during the run favours neither side.
+//!
 //! Appenders are plain threads, each with a tokio current-thread runtime
 //! (the engine's futures are runtime-agnostic), each keeping up to
 //! `window` appends in flight on one log; with `--rate` they send open-loop
@@ -100,6 +105,8 @@ pub struct WriteReport {
     pub raw_object_bytes: Option<usize>,
     pub raw_inflight: Option<usize>,
     pub raw_put_mb_s: Option<f64>,
+    pub raw_put_mb_s_before: Option<f64>,
+    pub raw_put_mb_s_after: Option<f64>,
     pub raw_put_latency_ms: Option<LatencyMs>,
     pub ratio_to_raw: Option<f64>,
 }
@@ -167,6 +174,19 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
     let factory = StoreFactory::new(store_config);
     let config = args.config();
     config.validate().map_err(BenchError::Invalid)?;
+    let raw_applies = !args.no_raw && !matches!(args.store.as_str(), "memory" | "null");
+    let raw_inflight = args.uploads_in_flight * args.logs;
+    let raw_duration = RAW_PHASE_LIMIT.min(Duration::from_secs(args.duration_s));
+    let raw_before = if raw_applies && args.rate.is_none() {
+        Some(raw_puts(
+            factory.clone(),
+            args.fragment_bytes,
+            raw_inflight,
+            raw_duration,
+        )?)
+    } else {
+        None
+    };
     let meta: Arc<dyn MetaStore> = Arc::new(MemoryMeta::new());
     let client = Client::start(config.clone(), factory.clone(), meta)
         .map_err(|e| BenchError::Failed(format!("starting the client: {e}")))?;
@@ -211,24 +231,27 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
     }
 
     let avg_fragment_bytes = stats.bytes_uploaded / stats.fragments_uploaded.max(1);
-    let raw = if args.no_raw || matches!(args.store.as_str(), "memory" | "null") {
-        None
+    let raw = if raw_applies {
+        let object_bytes = match raw_before {
+            Some(_) => args.fragment_bytes,
+            None => (avg_fragment_bytes as usize).max(1),
+        };
+        let after = raw_puts(factory, object_bytes, raw_inflight, raw_duration)?;
+        Some((object_bytes, raw_inflight, after))
     } else {
-        let inflight = args.uploads_in_flight * args.logs;
-        let object_bytes = (avg_fragment_bytes as usize).max(1);
-        let duration = RAW_PHASE_LIMIT.min(Duration::from_secs(args.duration_s));
-        Some((
-            object_bytes,
-            inflight,
-            raw_puts(factory, object_bytes, inflight, duration)?,
-        ))
+        None
     };
     if let Some(dir) = temp_dir {
         let _ = std::fs::remove_dir_all(dir);
     }
     let payload_bytes = entries as f64 * args.entry_bytes as f64;
     let throughput_mb_s = payload_bytes / 1e6 / seconds;
-    let raw_put_mb_s = raw.as_ref().map(|(_, _, r)| r.mb_s);
+    let raw_put_mb_s_after = raw.as_ref().map(|(_, _, r)| r.mb_s);
+    let raw_put_mb_s_before = raw_before.as_ref().map(|r| r.mb_s);
+    let raw_put_mb_s = match (raw_put_mb_s_before, raw_put_mb_s_after) {
+        (Some(before), Some(after)) => Some((before + after) / 2.0),
+        (_, after) => after,
+    };
     Ok(WriteReport {
         store: args.store.clone(),
         logs: args.logs,
@@ -253,6 +276,8 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
         raw_object_bytes: raw.as_ref().map(|(b, _, _)| *b),
         raw_inflight: raw.as_ref().map(|(_, i, _)| *i),
         raw_put_mb_s,
+        raw_put_mb_s_before,
+        raw_put_mb_s_after,
         raw_put_latency_ms: raw.as_ref().map(|(_, _, r)| r.latency_ms),
         ratio_to_raw: raw_put_mb_s.map(|r| throughput_mb_s / r),
     })
@@ -415,8 +440,12 @@ pub fn print_summary(report: &WriteReport) {
     );
     if let (Some(raw), Some(ratio)) = (report.raw_put_mb_s, report.ratio_to_raw) {
         let p99 = report.raw_put_latency_ms.map_or(0.0, |l| l.p99);
+        let before = report.raw_put_mb_s_before.map_or(String::new(), |b| {
+            let after = report.raw_put_mb_s_after.unwrap_or(0.0);
+            format!(", mean of {b:.1} before and {after:.1} after")
+        });
         println!(
-            "  raw PUT {:.1} MB/s ({} B x {} in flight, p99 {:.2} ms); engine/raw = {:.3}",
+            "  raw PUT {:.1} MB/s{before} ({} B x {} in flight, p99 {:.2} ms); engine/raw = {:.3}",
             raw,
             report.raw_object_bytes.unwrap_or(0),
             report.raw_inflight.unwrap_or(0),

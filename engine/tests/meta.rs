@@ -8,6 +8,22 @@ use woodpecker_engine::meta::etcd::{EtcdConfig, EtcdMeta};
 use woodpecker_engine::meta::memory::MemoryMeta;
 use woodpecker_engine::meta::{MetaError, MetaStore, SealInfo, SegmentInfo, SegmentState};
 
+/// Fails instead of hanging if a watch never fires.
+async fn within<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(std::time::Duration::from_secs(10), future)
+        .await
+        .expect("a segment watch fired")
+}
+
+/// Runs `future` on a tokio runtime (for `within`'s timer).
+fn run<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
 async fn contract<M: MetaStore>(meta: &M) {
     // Logs: create, duplicate, get, list, bad names.
     let a = meta.create_log("orders").await.unwrap();
@@ -109,6 +125,49 @@ async fn contract<M: MetaStore>(meta: &M) {
     meta.truncate(a.id, 5).await.unwrap();
     assert_eq!(meta.get_log("orders").await.unwrap().truncated_below, 10);
 
+    // Guarantee 7: only sealed segments wholly below the point are deleted;
+    // and a segment watch sees changes.
+    let mut watch = meta.watch_segments(a.id).await.unwrap();
+    assert!(matches!(
+        meta.delete_segment(a.id, 0).await,
+        Err(MetaError::Conflict(_))
+    ));
+    meta.truncate(a.id, 42).await.unwrap();
+    assert!(
+        matches!(
+            meta.delete_segment(a.id, 1).await,
+            Err(MetaError::Conflict(_))
+        ),
+        "open"
+    );
+    meta.delete_segment(a.id, 0).await.unwrap();
+    within(watch.changed()).await.unwrap();
+    let ids: Vec<u64> = meta
+        .list_segments(a.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(ids, [1]);
+    meta.seal_segment(
+        a.id,
+        2,
+        1,
+        SealInfo {
+            end_offset: 50,
+            fragment_count: 1,
+            bytes: 10,
+        },
+    )
+    .await
+    .unwrap();
+    within(watch.changed()).await.unwrap();
+    meta.create_segment(a.id, 2, &SegmentInfo::new_open(2, 2, 50))
+        .await
+        .unwrap();
+    within(watch.changed()).await.unwrap();
+
     // Deleting a log removes its records; the name can be reused with a new id.
     meta.delete_log("orders").await.unwrap();
     assert!(matches!(
@@ -153,7 +212,7 @@ async fn concurrent_creates<M: MetaStore>(meta: &M) {
 
 #[test]
 fn memory_meta_contract() {
-    block_on(async {
+    run(async {
         let meta = MemoryMeta::new();
         contract(&meta).await;
         concurrent_bumps(&meta).await;
@@ -164,7 +223,7 @@ fn memory_meta_contract() {
 #[test]
 fn etcd_meta_contract() {
     let meta = common::etcd_meta();
-    block_on(async {
+    run(async {
         contract(&meta).await;
         concurrent_bumps(&meta).await;
         concurrent_creates(&meta).await;

@@ -10,19 +10,21 @@
 use crate::buffer::BufferPool;
 use crate::config::Config;
 use crate::driver::{LogDriver, Properties, Request, ShardServices, Stats, StatsSnapshot};
+use crate::reader::{LogReader, ReaderTask, StartAt, Stop, TailInterest, TailSignal};
 use crate::ring::{PushError, Ring};
 use crate::{shard_of, spawn_shard, ShardHandle};
 use bytes::Bytes;
 use futures::channel::oneshot;
 use futures::future::LocalBoxFuture;
+use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::ops::Range;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
 use woodpecker_engine::layout::Layout;
-use woodpecker_engine::meta::{LogInfo, MetaError, MetaStore, SegmentInfo, SegmentState};
-use woodpecker_engine::recovery::recover_segment;
+use woodpecker_engine::meta::{LogId, LogInfo, MetaError, MetaStore, SegmentInfo, SegmentState};
+use woodpecker_engine::recovery::{durable_run, recover_segment};
 use woodpecker_engine::scan::{scan_log, ScannedEntry};
 use woodpecker_engine::store::{list_all, StoreFactory};
 use woodpecker_engine::{Error, ErrorKind, Result};
@@ -49,6 +51,8 @@ struct Inner {
     controls: Vec<Arc<Ring<Control>>>,
     handles: Mutex<Vec<ShardHandle<()>>>,
     stats: Arc<Stats>,
+    /// Durability signals of this client's writers, for its tail readers.
+    tails: Mutex<HashMap<LogId, Weak<TailSignal>>>,
 }
 
 /// The embedded Woodpecker client. Cheap to clone; shut down by
@@ -82,6 +86,7 @@ impl Client {
             let layout = layout.clone();
             let ring = control.clone();
             let shard_stats = stats.clone();
+            let shards_total = config.shards;
             let stalls = config.stall_detection;
             let handle = spawn_shard(
                 &format!("woodpecker-shard-{shard}"),
@@ -113,6 +118,7 @@ impl Client {
                         drivers: Default::default(),
                         stats: shard_stats,
                     };
+                    crate::audit::spawn_auditor(services.clone(), shard, shards_total);
                     shard_main(services, ring).await;
                 },
             )
@@ -131,6 +137,7 @@ impl Client {
                 controls,
                 handles: Mutex::new(handles),
                 stats,
+                tails: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -184,6 +191,10 @@ impl Client {
                 open_on_shard(services, log, ring_max).await
             })
             .await?;
+        let mut tails = self.inner.tails.lock().expect("tails lock");
+        tails.retain(|_, signal| signal.strong_count() > 0);
+        tails.insert(opened.log.id, Arc::downgrade(&opened.durable));
+        drop(tails);
         Ok(LogWriter {
             ring: opened.ring,
             log: opened.log,
@@ -191,6 +202,79 @@ impl Client {
             durable: opened.durable,
             entry_bytes_max,
         })
+    }
+
+    /// Opens a reader of the log at `start`. At the end of the log it waits
+    /// for new entries: woken by this client's writer of the log if it has
+    /// one, else polling the object store with a bounded backoff.
+    pub async fn open_reader(&self, name: &str, start: StartAt) -> Result<LogReader> {
+        let log = self.get_log(name).await?;
+        let tail = self
+            .inner
+            .tails
+            .lock()
+            .expect("tails lock")
+            .get(&log.id)
+            .and_then(Weak::upgrade)
+            .map(TailInterest::new);
+        let prefetch = self.inner.config.reader_prefetch_fragments();
+        let ring = Arc::new(Ring::new(prefetch.max(2)));
+        let task_ring = ring.clone();
+        let stop = Arc::new(Stop::default());
+        let task_stop = stop.clone();
+        let task_log = log.clone();
+        self.on_shard(log.id, move |services| async move {
+            let watch = services.meta.watch_segments(task_log.id).await?;
+            let position = resolve_start(&services, &task_log.name, start).await?;
+            let task = ReaderTask {
+                services,
+                log: task_log,
+                ring: task_ring,
+                stop: task_stop,
+                tail,
+                watch,
+                position,
+                prefetch_fragments: prefetch,
+            };
+            glommio::spawn_local(task.run()).detach();
+            Ok(())
+        })
+        .await?;
+        Ok(LogReader::new(ring, stop, log))
+    }
+
+    /// Marks entries below `offset` as truncated: readers can no longer
+    /// read them, and the auditor deletes segments wholly below the point
+    /// after the retention period. `offset` may not pass the log's end.
+    pub async fn truncate(&self, name: &str, offset: u64) -> Result<()> {
+        let log = self.get_log(name).await?;
+        let end = self
+            .on_shard(log.id, move |services| async move {
+                log_end(&services, log.id).await
+            })
+            .await?;
+        if offset > end {
+            return Err(Error::new(
+                ErrorKind::Invalid,
+                format!("cannot truncate {name} at {offset}: the log ends at {end}"),
+            ));
+        }
+        Ok(self.inner.meta.truncate(log.id, offset).await?)
+    }
+
+    /// Runs one auditor pass on every shard now, ignoring the retention
+    /// period (for tools and tests); returns the segments deleted.
+    pub async fn audit_now(&self) -> Result<usize> {
+        let mut deleted = 0;
+        for shard in 0..self.inner.controls.len() {
+            let shards = self.inner.controls.len();
+            deleted += self
+                .on_shard_index(shard, move |services| async move {
+                    crate::audit::audit_pass(&services, shard, shards, None).await
+                })
+                .await?;
+        }
+        Ok(deleted)
     }
 
     /// Every visible entry of a log, checked, in offset order, held in
@@ -212,6 +296,15 @@ impl Client {
         Fut: Future<Output = Result<T>> + 'static,
     {
         let shard = shard_of(log, self.inner.controls.len());
+        self.on_shard_index(shard, job).await
+    }
+
+    async fn on_shard_index<T, F, Fut>(&self, shard: usize, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(ShardServices) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T>> + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let job: ShardJob = Box::new(move |services| {
             Box::pin(async move {
@@ -283,7 +376,44 @@ struct OpenedWriter {
     ring: Arc<Ring<Request>>,
     log: LogInfo,
     epoch: u64,
-    durable: Arc<AtomicU64>,
+    durable: Arc<TailSignal>,
+}
+
+/// The exclusive end of the log's readable entries: the end of the last
+/// sealed segment, or the durable run of an open one.
+async fn log_end(services: &ShardServices, log: LogId) -> Result<u64> {
+    let segments = services.meta.list_segments(log).await?;
+    match segments.last() {
+        None => Ok(0),
+        Some(last) if last.state == SegmentState::Sealed => Ok(last.end_offset),
+        Some(last) => {
+            let run = durable_run(&*services.store, &services.layout, log, last).await?;
+            Ok(run.end_offset)
+        }
+    }
+}
+
+/// Where a reader starting at `start` begins.
+async fn resolve_start(services: &ShardServices, name: &str, start: StartAt) -> Result<u64> {
+    let log = services.meta.get_log(name).await?;
+    let first = services
+        .meta
+        .list_segments(log.id)
+        .await?
+        .first()
+        .map_or(0, |s| s.first_offset);
+    let first_retained = first.max(log.truncated_below);
+    match start {
+        StartAt::Earliest => Ok(first_retained),
+        StartAt::Latest => log_end(services, log.id).await,
+        StartAt::Offset(offset) if offset < first_retained => Err(Error::new(
+            ErrorKind::Invalid,
+            format!(
+                "offset {offset} of {name} is truncated; the first retained entry is {first_retained}"
+            ),
+        )),
+        StartAt::Offset(offset) => Ok(offset),
+    }
 }
 
 async fn open_on_shard(
@@ -335,7 +465,8 @@ async fn open_on_shard(
     let segment = SegmentInfo::new_open(next_segment, epoch, next_offset);
     meta.create_segment(log.id, epoch, &segment).await?;
     let ring = Arc::new(Ring::new(ring_max));
-    let durable = Arc::new(AtomicU64::new(next_offset));
+    let durable = Arc::new(TailSignal::default());
+    durable.durable.store(next_offset, Ordering::Release);
     let driver = LogDriver::new(
         services.clone(),
         log.id,
@@ -360,7 +491,7 @@ pub struct LogWriter {
     ring: Arc<Ring<Request>>,
     log: LogInfo,
     epoch: u64,
-    durable: Arc<AtomicU64>,
+    durable: Arc<TailSignal>,
     entry_bytes_max: usize,
 }
 
@@ -376,7 +507,7 @@ impl LogWriter {
 
     /// Every entry below this offset is durable and acknowledged.
     pub fn durable_offset(&self) -> u64 {
-        self.durable.load(Ordering::Acquire)
+        self.durable.durable.load(Ordering::Acquire)
     }
 
     /// Largest payload (properties included) one entry may carry.

@@ -43,6 +43,13 @@ pub struct Config {
     pub segment_age_max_ms: u64,
     /// Prefix of every object key. Default `wal`.
     pub key_prefix: String,
+    /// Fragment bytes a reader fetches ahead of its caller. Default 64 MiB.
+    pub reader_prefetch_bytes_max: usize,
+    /// Segments wholly below a log's truncation point are deleted (objects
+    /// and records) once they have been seen there this long. Default 10 min.
+    pub retention_ms: u64,
+    /// How often each shard's auditor looks for such segments. Default 30 s.
+    pub audit_interval_ms: u64,
     /// Report executor stalls (tasks holding the core too long) on stderr.
     /// Default: on in debug builds.
     pub stall_detection: bool,
@@ -68,6 +75,9 @@ impl Default for Config {
             segment_bytes_max: 1 << 30,
             segment_age_max_ms: 600_000,
             key_prefix: "wal".to_string(),
+            reader_prefetch_bytes_max: 64 << 20,
+            retention_ms: 600_000,
+            audit_interval_ms: 30_000,
             stall_detection: cfg!(debug_assertions),
         }
     }
@@ -115,6 +125,9 @@ impl Config {
         if self.segment_bytes_max < self.fragment_bytes_max as u64 || self.segment_age_max_ms == 0 {
             return fail("segments must hold at least one fragment and live at least 1 ms".into());
         }
+        if self.audit_interval_ms == 0 {
+            return fail("audit_interval_ms must be at least 1".into());
+        }
         woodpecker_engine::layout::Layout::new(&self.key_prefix)
             .map_err(|e| format!("key_prefix: {e}"))?;
         Ok(())
@@ -123,6 +136,11 @@ impl Config {
     /// Fragment buffers in each shard's pool.
     pub fn buffers_per_shard(&self) -> usize {
         self.shard_buffer_bytes_max / self.fragment_bytes_max
+    }
+
+    /// Fragments a reader fetches ahead (at least one).
+    pub fn reader_prefetch_fragments(&self) -> usize {
+        (self.reader_prefetch_bytes_max / self.fragment_bytes_max).max(1)
     }
 
     /// Largest payload (with its properties) one entry can carry.

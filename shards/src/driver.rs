@@ -106,7 +106,10 @@ struct Pending {
     /// once the fragment is durable.
     seal: Option<SealInfo>,
     acks: Vec<Ack>,
-    outcome: Option<Result<()>>,
+    fragment_index: u64,
+    /// CRC32C of the whole fragment, sent along as the object checksum.
+    crc32c: u32,
+    outcome: Option<Result<Bytes>>,
 }
 
 /// How far handling a request got.
@@ -127,12 +130,13 @@ struct SegmentCursor {
 /// Upload results, pushed by upload tasks and drained by the driver.
 #[derive(Default)]
 struct Completions {
-    done: RefCell<VecDeque<(u64, Result<()>)>>,
+    /// Sequence number, outcome, and the fragment's bytes when it succeeded.
+    done: RefCell<VecDeque<(u64, Result<Bytes>)>>,
     waker: RefCell<Option<Waker>>,
 }
 
 impl Completions {
-    fn push(&self, seq: u64, outcome: Result<()>) {
+    fn push(&self, seq: u64, outcome: Result<Bytes>) {
         self.done.borrow_mut().push_back((seq, outcome));
         if let Some(waker) = self.waker.borrow_mut().take() {
             waker.wake();
@@ -225,7 +229,7 @@ pub(crate) struct LogDriver {
     epoch: u64,
     services: ShardServices,
     ring: Arc<Ring<Request>>,
-    durable: Arc<AtomicU64>,
+    durable: Arc<crate::reader::TailSignal>,
     segment: SegmentCursor,
     next_offset: u64,
     open: Option<OpenFragment>,
@@ -251,7 +255,7 @@ impl LogDriver {
         epoch: u64,
         segment: &SegmentInfo,
         ring: Arc<Ring<Request>>,
-        durable: Arc<AtomicU64>,
+        durable: Arc<crate::reader::TailSignal>,
     ) -> LogDriver {
         LogDriver {
             log,
@@ -536,6 +540,7 @@ impl LogDriver {
             .finish(last_of_segment)
             .expect("a non-empty fragment finishes");
         let meta = *open.encoder.meta();
+        let crc32c = open.encoder.object_crc32c();
         let (buf, index) = open.encoder.into_parts();
         self.index_scratch = index;
         let data = self.services.pool.freeze(buf, len);
@@ -558,6 +563,8 @@ impl LogDriver {
             end_offset: self.next_offset,
             seal,
             acks: open.acks,
+            fragment_index: meta.fragment_index,
+            crc32c,
             outcome: None,
         };
         self.next_seq += 1;
@@ -607,14 +614,16 @@ impl LogDriver {
             let stats = self.services.stats.clone();
             let key = pending.key.clone();
             let seq = pending.seq;
+            let crc32c = pending.crc32c;
             glommio::spawn_local(async move {
                 let len = data.len() as u64;
-                let outcome = upload_fragment(&*store, &config, &stats, &key, data).await;
+                let outcome =
+                    upload_fragment(&*store, &config, &stats, &key, data.clone(), crc32c).await;
                 if outcome.is_ok() {
                     stats.fragments_uploaded.fetch_add(1, Ordering::Relaxed);
                     stats.bytes_uploaded.fetch_add(len, Ordering::Relaxed);
                 }
-                completions.push(seq, outcome);
+                completions.push(seq, outcome.map(|()| data));
             })
             .detach();
         }
@@ -635,13 +644,16 @@ impl LogDriver {
         while self.pipeline.front().is_some_and(|p| p.outcome.is_some()) {
             let pending = self.pipeline.pop_front().expect("checked");
             let outcome = pending.outcome.expect("checked");
-            if let Err(err) = outcome {
-                for ack in pending.acks {
-                    ack.complete(&Err(err.clone()));
+            let data = match outcome {
+                Ok(data) => data,
+                Err(err) => {
+                    for ack in pending.acks {
+                        ack.complete(&Err(err.clone()));
+                    }
+                    self.fail(err);
+                    continue;
                 }
-                self.fail(err);
-                continue;
-            }
+            };
             if self.failed.is_some() {
                 // Durable, but behind a failed fragment: never acknowledged.
                 let err = self.failed.clone().expect("checked");
@@ -651,10 +663,18 @@ impl LogDriver {
                 continue;
             }
             assert!(
-                pending.end_offset >= self.durable.load(Ordering::Acquire),
+                pending.end_offset >= self.durable.durable.load(Ordering::Acquire),
                 "acknowledgements go forward"
             );
-            self.durable.store(pending.end_offset, Ordering::Release);
+            self.durable.publish(|| crate::reader::RecentFragment {
+                segment: pending.segment_id,
+                index: pending.fragment_index,
+                key: pending.key.clone(),
+                // A copy: the pooled buffer must go back to the pool.
+                bytes: Bytes::copy_from_slice(&data),
+            });
+            drop(data);
+            self.durable.advance(pending.end_offset);
             let mut acks = pending.acks;
             for ack in acks.drain(..) {
                 ack.complete(&Ok(()));
@@ -837,6 +857,7 @@ pub(crate) async fn upload_fragment(
     stats: &Stats,
     key: &str,
     data: Bytes,
+    crc32c: u32,
 ) -> Result<()> {
     let mut attempt = 0u32;
     loop {
@@ -850,7 +871,9 @@ pub(crate) async fn upload_fragment(
             )
             .await
         } else {
-            store.put_if_absent(key, data.clone()).await
+            store
+                .put_if_absent_with_crc32c(key, data.clone(), crc32c)
+                .await
         };
         match result {
             Ok(()) => return Ok(()),

@@ -5,15 +5,18 @@
 //! driving its own io_uring rings. The ingest rings, buffer pools and the
 //! flush/upload pipeline of the write path live here too as they arrive.
 
+mod audit;
 pub mod buffer;
 pub mod client;
 pub mod config;
 mod driver;
+pub mod reader;
 pub mod ring;
 
 pub use client::{block_on, Client, LogWriter};
 pub use config::Config;
 pub use driver::{Properties, StatsSnapshot};
+pub use reader::{LogReader, ReadEntry, StartAt};
 
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use std::future::Future;

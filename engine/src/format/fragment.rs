@@ -171,6 +171,8 @@ pub struct FragmentEncoder<B> {
     /// CRC32C of the entry region so far, kept while the bytes are hot so
     /// `finish` never re-reads the fragment.
     entries_crc: u32,
+    /// CRC32C of the whole finished fragment.
+    object_crc: u32,
     finished: bool,
 }
 
@@ -184,6 +186,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FragmentEncoder<B> {
             meta,
             end: FRAGMENT_HEADER_BYTES,
             entries_crc: 0,
+            object_crc: 0,
             finished: false,
         }
     }
@@ -222,6 +225,13 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FragmentEncoder<B> {
     /// The encoded bytes; complete once [`Self::finish`] returned.
     pub fn bytes(&self) -> &[u8] {
         &self.buf.as_ref()[..self.encoded_len()]
+    }
+
+    /// CRC32C of the whole fragment (all of [`Self::bytes`]) once finished,
+    /// derived from the fragment checksum without another pass.
+    pub fn object_crc32c(&self) -> u32 {
+        assert!(self.finished, "the fragment is not finished");
+        self.object_crc
     }
 
     /// Takes back the buffer and the index scratch.
@@ -347,7 +357,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FragmentEncoder<B> {
         buf[footer_start + 12..footer_start + 16]
             .copy_from_slice(&FRAGMENT_END_MAGIC.to_le_bytes());
         let total = footer_start + FRAGMENT_FOOTER_BYTES;
+        let object_crc = crc32c::crc32c_append(fragment_crc, &buf[footer_start + 8..total]);
+        debug_assert_eq!(object_crc, crc32c::crc32c(&buf[..total]));
         debug_assert_eq!(total, self.encoded_len());
+        self.object_crc = object_crc;
         Ok(total)
     }
 }

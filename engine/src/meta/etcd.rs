@@ -18,12 +18,13 @@
 //! guard (the epoch value, a key's absence, or a record's mod revision).
 
 use super::{
-    check_seal, sealed, validate_log_name, LogId, LogInfo, MetaError, MetaResult, MetaStore,
-    SealInfo, SegmentId, SegmentInfo,
+    check_deletable, check_seal, sealed, validate_log_name, LogId, LogInfo, MetaError, MetaResult,
+    MetaStore, SealInfo, SegmentId, SegmentInfo, SegmentWatch,
 };
 use async_trait::async_trait;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse,
+    WatchOptions,
 };
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -91,7 +92,7 @@ impl EtcdConfig {
     }
 }
 
-type Job = Box<dyn FnOnce(KvClient) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+type Job = Box<dyn FnOnce(Client) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
 /// etcd-backed metadata; cheap to clone, usable from any thread.
 #[derive(Clone)]
@@ -215,7 +216,7 @@ impl EtcdMeta {
                     let _ = ready_tx.send(Ok(()));
                     // Ends when every `EtcdMeta` clone is dropped.
                     while let Some(job) = queue.recv().await {
-                        tokio::spawn(job(client.kv_client()));
+                        tokio::spawn(job(client.clone()));
                     }
                 });
             })
@@ -243,8 +244,9 @@ impl EtcdMeta {
         let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
         let timeout = self.request_timeout;
         let keys = self.keys.clone();
-        let job: Job = Box::new(move |kv| {
+        let job: Job = Box::new(move |client| {
             Box::pin(async move {
+                let kv = client.kv_client();
                 let result = match tokio::time::timeout(timeout, work(kv, keys)).await {
                     Ok(result) => result,
                     Err(_) => Err(MetaError::Unavailable("etcd request timed out".to_string())),
@@ -580,5 +582,81 @@ impl MetaStore for EtcdMeta {
             )))
         })
         .await
+    }
+
+    async fn delete_segment(&self, log: LogId, segment: SegmentId) -> MetaResult<()> {
+        self.call(move |mut kv, keys| async move {
+            let key = keys.segment(log, segment);
+            let truncated_key = keys.truncated(log);
+            let resp = kv.get(key.as_str(), None).await.map_err(unavailable)?;
+            let Some(item) = resp.kvs().first() else {
+                return Err(MetaError::NotFound(format!(
+                    "segment {segment} of log {log}"
+                )));
+            };
+            let record: SegmentInfo = parse_json(&key, item.value())?;
+            let revision = item.mod_revision();
+            let Some((truncated_below, _)) = get_u64(&mut kv, &truncated_key).await? else {
+                return Err(MetaError::NotFound(format!("log id {log}")));
+            };
+            check_deletable(&record, truncated_below)?;
+            // The point only grows, so it is enough that the record is unchanged.
+            let txn = Txn::new()
+                .when([Compare::mod_revision(
+                    key.as_str(),
+                    CompareOp::Equal,
+                    revision,
+                )])
+                .and_then([TxnOp::delete(key.as_str(), None)]);
+            if kv.txn(txn).await.map_err(unavailable)?.succeeded() {
+                Ok(())
+            } else {
+                Err(MetaError::Conflict(format!(
+                    "segment {segment} changed during deletion"
+                )))
+            }
+        })
+        .await
+    }
+
+    async fn watch_segments(&self, log: LogId) -> MetaResult<SegmentWatch> {
+        let (tx, watch) = SegmentWatch::channel();
+        let prefix = self.keys.segments(log);
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |client| {
+            Box::pin(async move {
+                let mut watcher = client.watch_client();
+                let options = WatchOptions::new().with_prefix();
+                let mut stream = match watcher.watch(prefix.as_str(), Some(options)).await {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(unavailable(e)));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                // Forward until the reader drops its end or the stream ends;
+                // dropping the stream cancels the watch.
+                loop {
+                    tokio::select! {
+                        _ = tx.closed() => return,
+                        message = stream.message() => match message {
+                            Ok(Some(_)) => {
+                                let _ = tx.try_send(());
+                            }
+                            _ => return,
+                        },
+                    }
+                }
+            })
+        });
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| MetaError::Unavailable("etcd control thread stopped".to_string()))?;
+        ready_rx
+            .await
+            .map_err(|_| MetaError::Unavailable("etcd watch dropped".to_string()))??;
+        Ok(watch)
     }
 }

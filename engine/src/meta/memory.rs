@@ -2,8 +2,8 @@
 //! as etcd. For the embedded default and unit tests.
 
 use super::{
-    check_seal, sealed, validate_log_name, LogId, LogInfo, MetaError, MetaResult, MetaStore,
-    SealInfo, SegmentId, SegmentInfo,
+    check_deletable, check_seal, sealed, validate_log_name, LogId, LogInfo, MetaError, MetaResult,
+    MetaStore, SealInfo, SegmentId, SegmentInfo, SegmentWatch,
 };
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
@@ -15,6 +15,18 @@ struct State {
     logs: HashMap<LogId, LogInfo>,
     segments: HashMap<LogId, BTreeMap<SegmentId, SegmentInfo>>,
     next_log_id: LogId,
+    watchers: HashMap<LogId, Vec<tokio::sync::mpsc::Sender<()>>>,
+}
+
+impl State {
+    fn segments_changed(&mut self, log: LogId) {
+        if let Some(watchers) = self.watchers.get_mut(&log) {
+            watchers.retain(|w| !w.is_closed());
+            for watcher in watchers.iter() {
+                let _ = watcher.try_send(());
+            }
+        }
+    }
 }
 
 /// Clones share the same records.
@@ -96,6 +108,8 @@ impl MetaStore for MemoryMeta {
             .ok_or_else(|| MetaError::NotFound(format!("log {name}")))?;
         state.logs.remove(&id);
         state.segments.remove(&id);
+        state.segments_changed(id);
+        state.watchers.remove(&id);
         Ok(())
     }
 
@@ -128,6 +142,7 @@ impl MetaStore for MemoryMeta {
             )));
         }
         segments.insert(segment.id, segment.clone());
+        state.segments_changed(log);
         Ok(())
     }
 
@@ -157,7 +172,9 @@ impl MetaStore for MemoryMeta {
             .ok_or_else(|| MetaError::NotFound(format!("segment {segment} of log {log}")))?;
         check_seal(record, &seal)?;
         *record = sealed(record, &seal);
-        Ok(record.clone())
+        let record = record.clone();
+        state.segments_changed(log);
+        Ok(record)
     }
 
     async fn truncate(&self, log: LogId, offset: u64) -> MetaResult<()> {
@@ -165,5 +182,26 @@ impl MetaStore for MemoryMeta {
         let info = log_mut(&mut state, log)?;
         info.truncated_below = info.truncated_below.max(offset);
         Ok(())
+    }
+
+    async fn delete_segment(&self, log: LogId, segment: SegmentId) -> MetaResult<()> {
+        let mut state = self.state();
+        let truncated_below = log_mut(&mut state, log)?.truncated_below;
+        let segments = state.segments.entry(log).or_default();
+        let record = segments
+            .get(&segment)
+            .ok_or_else(|| MetaError::NotFound(format!("segment {segment} of log {log}")))?;
+        check_deletable(record, truncated_below)?;
+        segments.remove(&segment);
+        state.segments_changed(log);
+        Ok(())
+    }
+
+    async fn watch_segments(&self, log: LogId) -> MetaResult<SegmentWatch> {
+        let mut state = self.state();
+        log_mut(&mut state, log)?;
+        let (tx, watch) = SegmentWatch::channel();
+        state.watchers.entry(log).or_default().push(tx);
+        Ok(watch)
     }
 }

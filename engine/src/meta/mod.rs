@@ -118,6 +118,9 @@ pub struct SealInfo {
 ///    truncation point.
 /// 6. **Names are unique and ids stable.** `create_log` gives each name one
 ///    id that is never reused for another log.
+/// 7. **Only truncated history is deleted.** `delete_segment` removes a
+///    segment record only if it is sealed and ends at or below the log's
+///    truncation point, checked in the same atomic step.
 #[async_trait]
 pub trait MetaStore: Send + Sync {
     /// Creates a log; `AlreadyExists` if the name is taken.
@@ -144,6 +147,45 @@ pub trait MetaStore: Send + Sync {
     ) -> MetaResult<SegmentInfo>;
     /// Raises the truncation point to `offset` (guarantee 5).
     async fn truncate(&self, log: LogId, offset: u64) -> MetaResult<()>;
+    /// Deletes the record of a sealed segment wholly below the truncation
+    /// point (guarantee 7); `Conflict` otherwise.
+    async fn delete_segment(&self, log: LogId, segment: SegmentId) -> MetaResult<()>;
+    /// A watch that fires whenever the log's segment records change
+    /// (created, sealed, deleted), so readers need not poll metadata.
+    async fn watch_segments(&self, log: LogId) -> MetaResult<SegmentWatch>;
+}
+
+/// Fires after segment records change. Changes that happen while nobody
+/// waits are kept (coalesced into one), so a check-then-wait loop misses
+/// nothing.
+pub struct SegmentWatch {
+    changes: tokio::sync::mpsc::Receiver<()>,
+}
+
+impl SegmentWatch {
+    /// The sending side, for implementations: `try_send(())` on a change.
+    pub fn channel() -> (tokio::sync::mpsc::Sender<()>, SegmentWatch) {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        (tx, SegmentWatch { changes: rx })
+    }
+
+    /// Waits for the next change; `Unavailable` if the watch broke.
+    pub async fn changed(&mut self) -> MetaResult<()> {
+        self.changes
+            .recv()
+            .await
+            .ok_or_else(|| MetaError::Unavailable("segment watch ended".to_string()))
+    }
+}
+
+fn check_deletable(segment: &SegmentInfo, truncated_below: u64) -> MetaResult<()> {
+    if segment.state != SegmentState::Sealed || segment.end_offset > truncated_below {
+        return Err(MetaError::Conflict(format!(
+            "segment {} is not sealed wholly below the truncation point {truncated_below}",
+            segment.id
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a log name: 1 to 200 characters of ASCII letters, digits, `-_.`.

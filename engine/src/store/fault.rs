@@ -141,6 +141,16 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
         self.run(Op::PutIfAbsent, key, call).await
     }
 
+    async fn put_if_absent_with_crc32c(
+        &self,
+        key: &str,
+        data: Bytes,
+        crc32c: u32,
+    ) -> StoreResult<()> {
+        let call = self.inner.put_if_absent_with_crc32c(key, data, crc32c);
+        self.run(Op::PutIfAbsent, key, call).await
+    }
+
     async fn create_multipart(&self, key: &str) -> StoreResult<String> {
         let call = self.inner.create_multipart(key);
         self.run(Op::CreateMultipart, key, call).await
@@ -191,10 +201,10 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
     async fn list_page(
         &self,
         prefix: &str,
-        continuation: Option<&str>,
+        start_after: Option<&str>,
         max_keys: usize,
     ) -> StoreResult<ListPage> {
-        let call = self.inner.list_page(prefix, continuation, max_keys);
+        let call = self.inner.list_page(prefix, start_after, max_keys);
         self.run(Op::List, prefix, call).await
     }
 

@@ -373,7 +373,7 @@ impl ObjectStore for LocalStore {
     async fn list_page(
         &self,
         prefix: &str,
-        continuation: Option<&str>,
+        start_after: Option<&str>,
         max_keys: usize,
     ) -> StoreResult<ListPage> {
         // Walk only the directory the prefix names, not the whole root.
@@ -383,7 +383,7 @@ impl ObjectStore for LocalStore {
         };
         let mut objects = Vec::new();
         walk(&self.root, base, &mut |key, size| {
-            let after_token = continuation.is_none_or(|token| key > token);
+            let after_token = start_after.is_none_or(|token| key > token);
             if key.starts_with(prefix) && after_token {
                 objects.push(ObjectMeta {
                     key: key.to_string(),

@@ -59,7 +59,8 @@ pub struct ObjectMeta {
     pub size: u64,
 }
 
-/// One page of a listing; `next` continues it.
+/// One page of a listing; `next` (the last key listed, when more remain)
+/// continues it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListPage {
     pub objects: Vec<ObjectMeta>,
@@ -94,6 +95,18 @@ pub trait ObjectStore {
     /// [`StoreError::AlreadyExists`] otherwise. Among concurrent callers on
     /// one key exactly one succeeds.
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()>;
+    /// [`ObjectStore::put_if_absent`] with the CRC32C of `data` already known
+    /// (a fragment's is): a store that sends checksums uses it instead of
+    /// reading all of `data` once more.
+    async fn put_if_absent_with_crc32c(
+        &self,
+        key: &str,
+        data: Bytes,
+        crc32c: u32,
+    ) -> StoreResult<()> {
+        let _ = crc32c;
+        self.put_if_absent(key, data).await
+    }
     /// Starts a multipart upload; returns its upload id.
     async fn create_multipart(&self, key: &str) -> StoreResult<String>;
     /// Uploads part `part_number` (from 1); returns the part's ETag.
@@ -120,11 +133,13 @@ pub trait ObjectStore {
     async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes>;
     async fn head(&self, key: &str) -> StoreResult<ObjectMeta>;
     /// Up to `max_keys` objects whose keys start with `prefix`, in key
-    /// order, continuing from `continuation` (the `next` of the page before).
+    /// order, after the key `start_after` if given (the `next` of the page
+    /// before, or the last key a tailing reader has seen: only newer keys
+    /// are listed, not the whole prefix again).
     async fn list_page(
         &self,
         prefix: &str,
-        continuation: Option<&str>,
+        start_after: Option<&str>,
         max_keys: usize,
     ) -> StoreResult<ListPage>;
     /// Deletes `key`; deleting a missing key succeeds.

@@ -130,17 +130,21 @@ impl ObjectStore for NullStore {
     async fn list_page(
         &self,
         prefix: &str,
-        continuation: Option<&str>,
+        start_after: Option<&str>,
         max_keys: usize,
     ) -> StoreResult<ListPage> {
         let state = self.state();
         let mut objects = Vec::new();
         let mut next = None;
-        let start = continuation.unwrap_or(prefix);
+        // Never start before the prefix: keys between would end the scan early.
+        let start = match start_after {
+            Some(key) if key > prefix => key,
+            _ => prefix,
+        };
         let listed = state
             .sizes
             .range::<str, _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
-            .filter(|(key, _)| Some(key.as_str()) != continuation)
+            .filter(|(key, _)| Some(key.as_str()) != start_after)
             .take_while(|(key, _)| key.starts_with(prefix));
         for (key, size) in listed {
             if objects.len() == max_keys.max(1) {

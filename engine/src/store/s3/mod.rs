@@ -263,7 +263,12 @@ impl S3Store {
         }
     }
 
-    fn upload_headers(&self, data: &[u8], if_absent: bool) -> Vec<(header::HeaderName, String)> {
+    fn upload_headers(
+        &self,
+        data: &[u8],
+        if_absent: bool,
+        crc32c: Option<u32>,
+    ) -> Vec<(header::HeaderName, String)> {
         let mut headers = Vec::new();
         if if_absent {
             headers.push((header::IF_NONE_MATCH, "*".to_string()));
@@ -271,15 +276,22 @@ impl S3Store {
         if self.config.send_checksum {
             headers.push((
                 header::HeaderName::from_static("x-amz-checksum-crc32c"),
-                crc32c_base64(data),
+                crc32c_base64(crc32c.unwrap_or_else(|| crc32c::crc32c(data))),
             ));
         }
         headers
     }
 
-    async fn put_object(&self, key: &str, data: Bytes, if_absent: bool) -> StoreResult<bool> {
+    async fn put_object(
+        &self,
+        key: &str,
+        data: Bytes,
+        if_absent: bool,
+        crc32c: Option<u32>,
+    ) -> StoreResult<bool> {
         validate_key(key)?;
-        let headers = self.upload_headers(&data, if_absent);
+        debug_assert!(crc32c.is_none_or(|crc| crc == crc32c::crc32c(&data)));
+        let headers = self.upload_headers(&data, if_absent, crc32c);
         let build = || {
             let mut action = self.bucket.put_object(Some(&self.credentials), key);
             for (name, value) in &headers {
@@ -304,8 +316,8 @@ impl S3Store {
     }
 }
 
-fn crc32c_base64(data: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(crc32c::crc32c(data).to_be_bytes())
+fn crc32c_base64(crc: u32) -> String {
+    base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
 }
 
 fn error_code(body: &[u8]) -> String {
@@ -369,11 +381,22 @@ fn content_length(key: &str, response: &Response) -> StoreResult<u64> {
 #[async_trait(?Send)]
 impl ObjectStore for S3Store {
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
-        self.put_object(key, data, false).await.map(|_| ())
+        self.put_object(key, data, false, None).await.map(|_| ())
     }
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
-        self.put_object(key, data, true).await.map(|_| ())
+        self.put_object(key, data, true, None).await.map(|_| ())
+    }
+
+    async fn put_if_absent_with_crc32c(
+        &self,
+        key: &str,
+        data: Bytes,
+        crc32c: u32,
+    ) -> StoreResult<()> {
+        self.put_object(key, data, true, Some(crc32c))
+            .await
+            .map(|_| ())
     }
 
     async fn create_multipart(&self, key: &str) -> StoreResult<String> {
@@ -402,7 +425,7 @@ impl ObjectStore for S3Store {
         part_number: u16,
         data: Bytes,
     ) -> StoreResult<String> {
-        let headers = self.upload_headers(&data, false);
+        let headers = self.upload_headers(&data, false, None);
         let build = || {
             let mut action =
                 self.bucket
@@ -551,15 +574,15 @@ impl ObjectStore for S3Store {
     async fn list_page(
         &self,
         prefix: &str,
-        continuation: Option<&str>,
+        start_after: Option<&str>,
         max_keys: usize,
     ) -> StoreResult<ListPage> {
         let build = || {
             let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
             action.with_prefix(prefix);
             action.with_max_keys(max_keys.clamp(1, super::LIST_PAGE_KEYS_MAX));
-            if let Some(token) = continuation {
-                action.with_continuation_token(token);
+            if let Some(key) = start_after {
+                action.with_start_after(key);
             }
             let url = action.sign(SIGNATURE_TTL);
             self.request(Method::GET, url, &[], Bytes::new())
@@ -585,10 +608,13 @@ impl ObjectStore for S3Store {
                 size: item.size.unwrap_or(0),
             });
         }
-        Ok(ListPage {
-            objects,
-            next: parsed.next_continuation_token,
-        })
+        let truncated = parsed.next_continuation_token.is_some();
+        let next = if truncated {
+            objects.last().map(|o| o.key.clone())
+        } else {
+            None
+        };
+        Ok(ListPage { objects, next })
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
@@ -622,7 +648,7 @@ mod tests {
     #[test]
     fn checksum_is_big_endian_base64() {
         // CRC32C("123456789") = 0xE3069283.
-        assert_eq!(crc32c_base64(b"123456789"), "4waSgw==");
+        assert_eq!(crc32c_base64(crc32c::crc32c(b"123456789")), "4waSgw==");
     }
 
     #[test]

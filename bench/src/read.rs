@@ -1,0 +1,324 @@
+//! `bench read`: catch-up read throughput of a prepared log against raw
+//! parallel GETs of the same objects in the same run, and tail latency
+//! (acknowledgement to the reader seeing the entry) for a reader in the
+//! writer's client and for a reader in a second client, which polls the
+//! store exactly as a reader in another process does.
+
+use crate::latency::{self, LatencyMs};
+use crate::raw;
+use crate::BenchError;
+use bytes::Bytes;
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use woodpecker_engine::layout::Layout;
+use woodpecker_engine::meta::memory::MemoryMeta;
+use woodpecker_engine::meta::MetaStore;
+use woodpecker_engine::store::{StoreConfig, StoreFactory};
+use woodpecker_shards::{block_on, Client, Config, StartAt};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReadArgs {
+    /// Object store: memory, local, or s3 (endpoint from WOODPECKER_S3_*).
+    #[arg(long, default_value = "local")]
+    pub store: String,
+    /// Directory of the local store (default: a temporary directory).
+    #[arg(long)]
+    pub local_dir: Option<PathBuf>,
+    /// Payload bytes per entry.
+    #[arg(long, default_value_t = 1024)]
+    pub entry_bytes: usize,
+    /// Megabytes (10^6 bytes) of payload written before the catch-up read.
+    #[arg(long, default_value_t = 512)]
+    pub prepare_mb: u64,
+    /// Seconds of each tail-latency phase (and the catch-up limit).
+    #[arg(long, default_value_t = 5)]
+    pub duration_s: u64,
+    /// Entries per second appended during the tail phases.
+    #[arg(long, default_value_t = 500.0)]
+    pub tail_rate: f64,
+    #[arg(long, default_value_t = 8 << 20)]
+    pub fragment_bytes: usize,
+    /// Fragment bytes a reader fetches ahead.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub prefetch_bytes: usize,
+    /// Print one JSON object instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// MB = 10^6 bytes of payload.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReadReport {
+    pub store: String,
+    pub entry_bytes: usize,
+    pub entries: u64,
+    pub seconds: f64,
+    pub throughput_mb_s: f64,
+    pub fragments: usize,
+    pub raw_get_mb_s: Option<f64>,
+    pub raw_get_inflight: usize,
+    pub ratio_to_raw: Option<f64>,
+    pub tail_latency_ms: LatencyMs,
+    pub tail_latency_cross_ms: LatencyMs,
+}
+
+pub fn run(args: ReadArgs) -> Result<ReadReport, BenchError> {
+    if args.entry_bytes == 0
+        || args.prepare_mb == 0
+        || args.duration_s == 0
+        || !args.tail_rate.is_finite()
+        || args.tail_rate <= 0.0
+    {
+        return Err(BenchError::Invalid(
+            "sizes, durations and rates must be positive".into(),
+        ));
+    }
+    let temp_dir = match (&args.local_dir, args.store.as_str()) {
+        (None, "local") => Some(raw::tempdir()?),
+        _ => None,
+    };
+    let local_dir = args
+        .local_dir
+        .clone()
+        .or_else(|| temp_dir.clone())
+        .unwrap_or_default();
+    let factory = StoreFactory::new(StoreConfig::from_kind(&args.store, local_dir)?);
+    let config = Config {
+        fragment_bytes_max: args.fragment_bytes,
+        shard_buffer_bytes_max: 12 * args.fragment_bytes,
+        reader_prefetch_bytes_max: args.prefetch_bytes,
+        key_prefix: format!("bench-read-{:016x}", raw::fastrand_u64()),
+        ..Config::default()
+    };
+    let meta: Arc<dyn MetaStore> = Arc::new(MemoryMeta::new());
+    let client =
+        Client::start(config.clone(), factory.clone(), meta.clone()).map_err(failed("client"))?;
+    let second =
+        Client::start(config.clone(), factory.clone(), meta.clone()).map_err(failed("client"))?;
+    let name = "bench-read";
+    block_on(client.create_log(name)).map_err(failed("create"))?;
+
+    // Prepare.
+    let entries = (args.prepare_mb * 1_000_000).div_ceil(args.entry_bytes as u64);
+    let writer = block_on(client.open_writer(name)).map_err(failed("open writer"))?;
+    let payload = Bytes::from(raw::pattern(args.entry_bytes));
+    let batch = 256u64;
+    let mut pending = Vec::new();
+    let mut sent = 0;
+    while sent < entries {
+        let n = batch.min(entries - sent);
+        pending.push(writer.append_batch(vec![payload.clone(); n as usize]));
+        sent += n;
+        if pending.len() >= 256 {
+            block_on(futures::future::try_join_all(pending.drain(..)))
+                .map_err(failed("prepare"))?;
+        }
+    }
+    block_on(futures::future::try_join_all(pending)).map_err(failed("prepare"))?;
+    block_on(writer.close()).map_err(failed("close"))?;
+
+    // Catch-up read.
+    let limit = Duration::from_secs(args.duration_s.max(60));
+    let started = Instant::now();
+    let mut reader =
+        block_on(client.open_reader(name, StartAt::Earliest)).map_err(failed("open reader"))?;
+    let (mut read, mut bytes) = (0u64, 0u64);
+    while read < entries && started.elapsed() < limit {
+        let batch = block_on(reader.read_batch(8 << 20)).map_err(failed("read"))?;
+        for entry in &batch {
+            if entry.offset != read || entry.payload.len() != args.entry_bytes {
+                return Err(BenchError::Failed(format!(
+                    "entry {} is not what was written",
+                    entry.offset
+                )));
+            }
+            read += 1;
+            bytes += entry.payload.len() as u64;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    drop(reader);
+    let throughput_mb_s = bytes as f64 / 1e6 / seconds;
+
+    // Raw GETs of the same fragment objects, same parallelism.
+    let inflight = config.reader_prefetch_fragments();
+    let (fragments, raw_get_mb_s) = raw_gets(&factory, &config, meta.clone(), name, inflight)?;
+
+    // Tail latency, in the writer's client and from a second client.
+    let writer = block_on(client.open_writer(name)).map_err(failed("open writer"))?;
+    let tail_in = tail_latency(&client, &writer, name, &args)?;
+    let tail_cross = tail_latency(&second, &writer, name, &args)?;
+    let _ = block_on(writer.close());
+    let _ = block_on(client.delete_log(name));
+    second.shutdown();
+    client.shutdown();
+    if let Some(dir) = temp_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(ReadReport {
+        store: args.store.clone(),
+        entry_bytes: args.entry_bytes,
+        entries: read,
+        seconds,
+        throughput_mb_s,
+        fragments,
+        raw_get_mb_s,
+        raw_get_inflight: inflight,
+        ratio_to_raw: raw_get_mb_s.map(|raw| throughput_mb_s / raw),
+        tail_latency_ms: tail_in,
+        tail_latency_cross_ms: tail_cross,
+    })
+}
+
+fn failed(what: &'static str) -> impl Fn(woodpecker_engine::Error) -> BenchError {
+    move |e| BenchError::Failed(format!("{what}: {e}"))
+}
+
+/// GETs every fragment of the log, `inflight` at a time, on one shard.
+fn raw_gets(
+    factory: &StoreFactory,
+    config: &Config,
+    meta: Arc<dyn MetaStore>,
+    name: &str,
+    inflight: usize,
+) -> Result<(usize, Option<f64>), BenchError> {
+    let factory = factory.clone();
+    let prefix = config.key_prefix.clone();
+    let name = name.to_string();
+    let core = woodpecker_shards::available_cores().first().copied();
+    let shard = woodpecker_shards::spawn_shard("bench-raw-get", core, false, move || async move {
+        let store = factory.open()?;
+        let layout = Layout::new(&prefix)?;
+        let log = meta
+            .get_log(&name)
+            .await
+            .map_err(|e| BenchError::Failed(e.to_string()))?;
+        let mut keys = Vec::new();
+        for segment in meta
+            .list_segments(log.id)
+            .await
+            .map_err(|e| BenchError::Failed(e.to_string()))?
+        {
+            for fragment in layout.list_fragments(&*store, log.id, segment.id).await? {
+                keys.push(fragment.key);
+            }
+        }
+        if factory.config().kind() == "null" {
+            return Ok((keys.len(), None));
+        }
+        let started = Instant::now();
+        let bytes: Vec<u64> = stream::iter(keys.iter())
+            .map(|key| {
+                let store = store.clone();
+                async move { store.get(key).await.map(|b| b.len() as u64) }
+            })
+            .buffered(inflight)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        let total: u64 = bytes.iter().sum();
+        Ok::<_, BenchError>((
+            keys.len(),
+            Some(total as f64 / 1e6 / started.elapsed().as_secs_f64()),
+        ))
+    })
+    .map_err(|e| BenchError::Failed(e.to_string()))?;
+    shard
+        .join()
+        .map_err(|e| BenchError::Failed(e.to_string()))?
+}
+
+/// Appends at `tail_rate` for `duration_s` while a reader of `client`
+/// tails; returns acknowledgement-to-seen latency.
+fn tail_latency(
+    client: &Client,
+    writer: &woodpecker_shards::LogWriter,
+    name: &str,
+    args: &ReadArgs,
+) -> Result<LatencyMs, BenchError> {
+    let mut reader = block_on(client.open_reader(name, StartAt::Latest))
+        .map_err(|e| BenchError::Failed(format!("open tail reader: {e}")))?;
+    let base = writer.durable_offset();
+    let count = ((args.tail_rate * args.duration_s as f64) as usize).max(1);
+    let epoch = Instant::now();
+    let acked: Arc<Vec<AtomicU64>> = Arc::new((0..count).map(|_| AtomicU64::new(0)).collect());
+    let reader_acked = acked.clone();
+    let seen = std::thread::spawn(move || {
+        let mut histogram = latency::histogram();
+        for i in 0..count {
+            let entry =
+                block_on(reader.next()).map_err(|e| BenchError::Failed(format!("tail: {e}")))?;
+            let seen_at = epoch.elapsed();
+            if entry.offset != base + i as u64 {
+                return Err(BenchError::Failed(format!(
+                    "tail saw {} for {}",
+                    entry.offset,
+                    base + i as u64
+                )));
+            }
+            // The ack may be observed after the reader saw the entry.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let ack_nanos = loop {
+                let nanos = reader_acked[i].load(Ordering::Acquire);
+                if nanos > 0 || Instant::now() > deadline {
+                    break nanos;
+                }
+                std::thread::yield_now();
+            };
+            let ack = Duration::from_nanos(ack_nanos);
+            latency::record(&mut histogram, seen_at.saturating_sub(ack));
+        }
+        Ok(histogram)
+    });
+    let interval = Duration::from_secs_f64(1.0 / args.tail_rate);
+    let payload = Bytes::from(raw::pattern(args.entry_bytes));
+    for (i, slot) in acked.iter().enumerate() {
+        let due = epoch + interval * i as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        block_on(writer.append(payload.clone()))
+            .map_err(|e| BenchError::Failed(format!("append: {e}")))?;
+        slot.store(
+            (epoch.elapsed().as_nanos() as u64).max(1),
+            Ordering::Release,
+        );
+    }
+    let histogram = seen
+        .join()
+        .map_err(|_| BenchError::Failed("tail reader panicked".into()))??;
+    Ok(LatencyMs::from_histogram(&histogram))
+}
+
+pub fn print_summary(report: &ReadReport) {
+    println!(
+        "read: store={} entry={} B, {} entries, {} fragments",
+        report.store, report.entry_bytes, report.entries, report.fragments
+    );
+    println!(
+        "  catch-up {:.1} MB/s over {:.1} s; raw GET {} ({} in flight); engine/raw = {}",
+        report.throughput_mb_s,
+        report.seconds,
+        report
+            .raw_get_mb_s
+            .map_or("n/a".into(), |r| format!("{r:.1} MB/s")),
+        report.raw_get_inflight,
+        report
+            .ratio_to_raw
+            .map_or("n/a".into(), |r| format!("{r:.3}")),
+    );
+    for (label, l) in [
+        ("in-process", &report.tail_latency_ms),
+        ("second client", &report.tail_latency_cross_ms),
+    ] {
+        println!(
+            "  tail latency after ack ({label}) ms: p50 {:.3} p99 {:.3} max {:.3}",
+            l.p50, l.p99, l.max
+        );
+    }
+}

@@ -1,0 +1,72 @@
+//! The retention auditor: one task per shard deletes segments wholly below
+//! their log's truncation point, objects first and then the record, once
+//! they have been seen there for `retention_ms`. It never touches a segment
+//! that reaches the truncation point (the metadata layer re-checks that in
+//! the same atomic step as the deletion).
+
+use crate::driver::ShardServices;
+use crate::shard_of;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use woodpecker_engine::meta::{LogId, SegmentId, SegmentState};
+use woodpecker_engine::store::list_all;
+use woodpecker_engine::Result;
+
+type FirstSeen = HashMap<(LogId, SegmentId), Instant>;
+
+pub(crate) fn spawn_auditor(services: ShardServices, shard: usize, shards: usize) {
+    glommio::spawn_local(async move {
+        let interval = Duration::from_millis(services.config.audit_interval_ms);
+        let mut seen = FirstSeen::new();
+        loop {
+            glommio::timer::sleep(interval).await;
+            if let Err(err) = audit_pass(&services, shard, shards, Some(&mut seen)).await {
+                tracing::warn!(shard, error = %err, "retention audit failed; will retry");
+            }
+        }
+    })
+    .detach();
+}
+
+/// One pass over the logs this shard owns; with `seen`, a segment is
+/// deleted only once it was first seen deletable `retention_ms` ago, without
+/// it at once. Returns how many segments were deleted.
+pub(crate) async fn audit_pass(
+    services: &ShardServices,
+    shard: usize,
+    shards: usize,
+    mut seen: Option<&mut FirstSeen>,
+) -> Result<usize> {
+    let retention = Duration::from_millis(services.config.retention_ms);
+    let mut deleted = 0;
+    for log in services.meta.list_logs().await? {
+        if shard_of(log.id, shards) != shard {
+            continue;
+        }
+        for segment in services.meta.list_segments(log.id).await? {
+            let deletable =
+                segment.state == SegmentState::Sealed && segment.end_offset <= log.truncated_below;
+            if !deletable {
+                continue;
+            }
+            if let Some(seen) = seen.as_deref_mut() {
+                let first = *seen
+                    .entry((log.id, segment.id))
+                    .or_insert_with(Instant::now);
+                if first.elapsed() < retention {
+                    continue;
+                }
+            }
+            let prefix = services.layout.segment_prefix(log.id, segment.id);
+            for object in list_all(&*services.store, &prefix).await? {
+                services.store.delete(&object.key).await?;
+            }
+            services.meta.delete_segment(log.id, segment.id).await?;
+            if let Some(seen) = seen.as_deref_mut() {
+                seen.remove(&(log.id, segment.id));
+            }
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
