@@ -1,5 +1,6 @@
 //! `bench read`: catch-up read throughput of a prepared log against raw
-//! parallel GETs of the same objects in the same run, and tail latency
+//! parallel GETs of the same objects in the same run (before and after the
+//! catch-up, averaged), and tail latency
 //! (acknowledgement to the reader seeing the entry) for a reader in the
 //! writer's client and for a reader in a second client, which polls the
 //! store exactly as a reader in another process does.
@@ -60,6 +61,8 @@ pub struct ReadReport {
     pub throughput_mb_s: f64,
     pub fragments: usize,
     pub raw_get_mb_s: Option<f64>,
+    pub raw_get_mb_s_before: Option<f64>,
+    pub raw_get_mb_s_after: Option<f64>,
     pub raw_get_inflight: usize,
     pub ratio_to_raw: Option<f64>,
     pub tail_latency_ms: LatencyMs,
@@ -121,6 +124,12 @@ pub fn run(args: ReadArgs) -> Result<ReadReport, BenchError> {
     block_on(futures::future::try_join_all(pending)).map_err(failed("prepare"))?;
     block_on(writer.close()).map_err(failed("close"))?;
 
+    // Raw GETs of the same fragment objects with the reader's parallelism,
+    // before and after the catch-up read (averaged: neither side gets the
+    // warmer caches).
+    let inflight = config.reader_prefetch_fragments();
+    let (fragments, raw_before) = raw_gets(&factory, &config, meta.clone(), name, inflight)?;
+
     // Catch-up read.
     let limit = Duration::from_secs(args.duration_s.max(60));
     let started = Instant::now();
@@ -144,9 +153,11 @@ pub fn run(args: ReadArgs) -> Result<ReadReport, BenchError> {
     drop(reader);
     let throughput_mb_s = bytes as f64 / 1e6 / seconds;
 
-    // Raw GETs of the same fragment objects, same parallelism.
-    let inflight = config.reader_prefetch_fragments();
-    let (fragments, raw_get_mb_s) = raw_gets(&factory, &config, meta.clone(), name, inflight)?;
+    let (_, raw_after) = raw_gets(&factory, &config, meta.clone(), name, inflight)?;
+    let raw_get_mb_s = match (raw_before, raw_after) {
+        (Some(before), Some(after)) => Some((before + after) / 2.0),
+        _ => None,
+    };
 
     // Tail latency, in the writer's client and from a second client.
     let writer = block_on(client.open_writer(name)).map_err(failed("open writer"))?;
@@ -167,6 +178,8 @@ pub fn run(args: ReadArgs) -> Result<ReadReport, BenchError> {
         throughput_mb_s,
         fragments,
         raw_get_mb_s,
+        raw_get_mb_s_before: raw_before,
+        raw_get_mb_s_after: raw_after,
         raw_get_inflight: inflight,
         ratio_to_raw: raw_get_mb_s.map(|raw| throughput_mb_s / raw),
         tail_latency_ms: tail_in,

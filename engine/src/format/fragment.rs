@@ -562,6 +562,20 @@ pub fn decode_entry(bytes: &[u8], offset: u64) -> Result<(EntryRef<'_>, usize), 
     Ok((entry, ENTRY_HEADER_BYTES + body_len))
 }
 
+/// Splits a checked entry without checking it again.
+fn parse_entry(bytes: &[u8], offset: u64) -> (EntryRef<'_>, usize) {
+    let header: EntryHeader = bytemuck::pod_read_unaligned(&bytes[..ENTRY_HEADER_BYTES]);
+    let body_len = header.props_len as usize + header.payload_len as usize;
+    let body = &bytes[ENTRY_HEADER_BYTES..ENTRY_HEADER_BYTES + body_len];
+    let (props, payload) = body.split_at(header.props_len as usize);
+    let entry = EntryRef {
+        offset,
+        payload,
+        properties: Properties { bytes: props },
+    };
+    (entry, ENTRY_HEADER_BYTES + body_len)
+}
+
 /// A whole fragment, fully checked: header, footer, index, every entry and
 /// the fragment checksum. Entries are borrowed from the input bytes.
 #[derive(Debug, Clone)]
@@ -611,7 +625,7 @@ impl<'a> DecodedFragment<'a> {
             if at >= entries.len() {
                 return None;
             }
-            let (entry, used) = decode_entry(&entries[at..], offset).expect("checked by decode");
+            let (entry, used) = parse_entry(&entries[at..], offset);
             at += used;
             offset += 1;
             Some(entry)
