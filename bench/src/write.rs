@@ -51,8 +51,9 @@ pub struct WriteArgs {
     /// Appender threads (spread over the logs).
     #[arg(long, default_value_t = 1)]
     pub appenders: usize,
-    /// Appends in flight per appender, at most.
-    #[arg(long, default_value_t = 4096)]
+    /// Appends in flight per appender, at most (bounds the in-flight bytes;
+    /// throughput is at most window / ack latency).
+    #[arg(long, default_value_t = 65536)]
     pub window: usize,
     /// Entries per append call (1: `append`; more: `append_batch`).
     #[arg(long, default_value_t = 1)]
