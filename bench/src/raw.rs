@@ -85,18 +85,7 @@ impl RawArgs {
 
 pub fn run(args: RawArgs) -> Result<RawReport, BenchError> {
     args.validate()?;
-    let temp_dir = match (&args.local_dir, args.store.as_str()) {
-        (None, "local") => Some(tempdir()?),
-        _ => None,
-    };
-    let local_dir = args
-        .local_dir
-        .clone()
-        .or_else(|| temp_dir.clone())
-        .unwrap_or_default();
-    let config = StoreConfig::from_kind(&args.store, local_dir)
-        .map_err(|e| BenchError::Invalid(e.to_string()))?;
-    let factory = StoreFactory::new(config);
+    let (factory, temp_dir) = bench_store(&args.store, &args.local_dir)?;
     let core = woodpecker_shards::available_cores().first().copied();
     let shard = woodpecker_shards::spawn_shard("bench-raw", core, false, move || async move {
         let store = factory.open()?;
@@ -161,6 +150,24 @@ pub(crate) fn fastrand_u64() -> u64 {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     nanos ^ (std::process::id() as u64).rotate_left(32)
+}
+
+/// The store a benchmark runs on, and the temporary directory to remove
+/// afterwards (for `local` without `--local-dir`).
+pub(crate) fn bench_store(
+    kind: &str,
+    local_dir: &Option<PathBuf>,
+) -> Result<(StoreFactory, Option<PathBuf>), BenchError> {
+    let temp_dir = match (local_dir, kind) {
+        (None, "local") => Some(tempdir()?),
+        _ => None,
+    };
+    let dir = local_dir
+        .clone()
+        .or_else(|| temp_dir.clone())
+        .unwrap_or_default();
+    let factory = StoreFactory::new(StoreConfig::from_kind(kind, dir)?);
+    Ok((factory, temp_dir))
 }
 
 pub(crate) fn tempdir() -> Result<PathBuf, BenchError> {

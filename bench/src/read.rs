@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use woodpecker_engine::layout::Layout;
 use woodpecker_engine::meta::memory::MemoryMeta;
 use woodpecker_engine::meta::MetaStore;
-use woodpecker_engine::store::{StoreConfig, StoreFactory};
+use woodpecker_engine::store::StoreFactory;
 use woodpecker_shards::{block_on, Client, Config, StartAt};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -80,16 +80,7 @@ pub fn run(args: ReadArgs) -> Result<ReadReport, BenchError> {
             "sizes, durations and rates must be positive".into(),
         ));
     }
-    let temp_dir = match (&args.local_dir, args.store.as_str()) {
-        (None, "local") => Some(raw::tempdir()?),
-        _ => None,
-    };
-    let local_dir = args
-        .local_dir
-        .clone()
-        .or_else(|| temp_dir.clone())
-        .unwrap_or_default();
-    let factory = StoreFactory::new(StoreConfig::from_kind(&args.store, local_dir)?);
+    let (factory, temp_dir) = raw::bench_store(&args.store, &args.local_dir)?;
     let config = Config {
         fragment_bytes_max: args.fragment_bytes,
         shard_buffer_bytes_max: 12 * args.fragment_bytes,

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use woodpecker_engine::meta::memory::MemoryMeta;
 use woodpecker_engine::meta::MetaStore;
-use woodpecker_engine::store::{StoreConfig, StoreFactory};
+use woodpecker_engine::store::StoreFactory;
 use woodpecker_shards::{block_on, Client, Config, LogWriter};
 
 /// Time allowed for in-flight appends to finish after the run ends.
@@ -162,17 +162,7 @@ struct AppenderResult {
 
 pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
     args.validate()?;
-    let temp_dir = match (&args.local_dir, args.store.as_str()) {
-        (None, "local") => Some(raw::tempdir()?),
-        _ => None,
-    };
-    let local_dir = args
-        .local_dir
-        .clone()
-        .or_else(|| temp_dir.clone())
-        .unwrap_or_default();
-    let store_config = StoreConfig::from_kind(&args.store, local_dir)?;
-    let factory = StoreFactory::new(store_config);
+    let (factory, temp_dir) = raw::bench_store(&args.store, &args.local_dir)?;
     let config = args.config();
     config.validate().map_err(BenchError::Invalid)?;
     let raw_applies = !args.no_raw && !matches!(args.store.as_str(), "memory" | "null");

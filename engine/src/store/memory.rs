@@ -167,29 +167,13 @@ impl ObjectStore for MemoryStore {
         max_keys: usize,
     ) -> StoreResult<ListPage> {
         let state = self.state();
-        // Never start before the prefix: keys between would end the scan early.
-        let start = match start_after {
-            Some(key) if key > prefix => key,
-            _ => prefix,
-        };
-        let mut objects = Vec::new();
-        let mut next = None;
-        let listed = state
-            .objects
-            .range::<str, _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
-            .filter(|(key, _)| Some(key.as_str()) != start_after)
-            .take_while(|(key, _)| key.starts_with(prefix));
-        for (key, data) in listed {
-            if objects.len() == max_keys.max(1) {
-                next = objects.last().map(|o: &ObjectMeta| o.key.clone());
-                break;
-            }
-            objects.push(ObjectMeta {
-                key: key.clone(),
-                size: data.len() as u64,
-            });
-        }
-        Ok(ListPage { objects, next })
+        Ok(super::list_sorted(
+            &state.objects,
+            prefix,
+            start_after,
+            max_keys,
+            |data: &Bytes| data.len() as u64,
+        ))
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {

@@ -249,6 +249,39 @@ async fn multipart<S: ObjectStore + ?Sized>(
     Ok(())
 }
 
+/// One listing page over keys kept in a sorted map (the in-process stores):
+/// keys under `prefix`, after `start_after`, at most `max_keys`.
+pub(crate) fn list_sorted<V>(
+    map: &std::collections::BTreeMap<String, V>,
+    prefix: &str,
+    start_after: Option<&str>,
+    max_keys: usize,
+    size: impl Fn(&V) -> u64,
+) -> ListPage {
+    // Never start before the prefix: keys between would end the scan early.
+    let start = match start_after {
+        Some(key) if key > prefix => key,
+        _ => prefix,
+    };
+    let mut objects = Vec::new();
+    let mut next = None;
+    let listed = map
+        .range::<str, _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
+        .filter(|(key, _)| Some(key.as_str()) != start_after)
+        .take_while(|(key, _)| key.starts_with(prefix));
+    for (key, value) in listed {
+        if objects.len() == max_keys.max(1) {
+            next = objects.last().map(|o: &ObjectMeta| o.key.clone());
+            break;
+        }
+        objects.push(ObjectMeta {
+            key: key.clone(),
+            size: size(value),
+        });
+    }
+    ListPage { objects, next }
+}
+
 /// Checks a key against the rules on [`ObjectStore`].
 pub fn validate_key(key: &str) -> StoreResult<()> {
     let valid_char = |c: char| c.is_ascii_alphanumeric() || "-_.=".contains(c);

@@ -134,29 +134,13 @@ impl ObjectStore for NullStore {
         max_keys: usize,
     ) -> StoreResult<ListPage> {
         let state = self.state();
-        let mut objects = Vec::new();
-        let mut next = None;
-        // Never start before the prefix: keys between would end the scan early.
-        let start = match start_after {
-            Some(key) if key > prefix => key,
-            _ => prefix,
-        };
-        let listed = state
-            .sizes
-            .range::<str, _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
-            .filter(|(key, _)| Some(key.as_str()) != start_after)
-            .take_while(|(key, _)| key.starts_with(prefix));
-        for (key, size) in listed {
-            if objects.len() == max_keys.max(1) {
-                next = objects.last().map(|o: &ObjectMeta| o.key.clone());
-                break;
-            }
-            objects.push(ObjectMeta {
-                key: key.clone(),
-                size: *size,
-            });
-        }
-        Ok(ListPage { objects, next })
+        Ok(super::list_sorted(
+            &state.sizes,
+            prefix,
+            start_after,
+            max_keys,
+            |size: &u64| *size,
+        ))
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
