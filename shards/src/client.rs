@@ -537,16 +537,7 @@ impl LogWriter {
             props,
             ack,
         };
-        let pending = self.enqueue_now(request);
-        let ring = self.ring.clone();
-        async move {
-            if let Some(request) = pending {
-                ring.push(request)
-                    .await
-                    .map_err(|_| closed("the writer is closed"))?;
-            }
-            rx.await.map_err(|_| closed("the writer stopped"))?
-        }
+        self.submit(request, rx)
     }
 
     /// Appends without waiting for room: fails at once with a retriable
@@ -583,16 +574,7 @@ impl LogWriter {
             .into_iter()
             .map(|p| (p, Properties::new()))
             .collect();
-        let pending = self.enqueue_now(Request::Batch { entries, ack });
-        let ring = self.ring.clone();
-        async move {
-            if let Some(request) = pending {
-                ring.push(request)
-                    .await
-                    .map_err(|_| closed("the writer is closed"))?;
-            }
-            rx.await.map_err(|_| closed("the writer stopped"))?
-        }
+        self.submit(Request::Batch { entries, ack }, rx)
     }
 
     /// Blocking [`Self::append`].
@@ -611,12 +593,26 @@ impl LogWriter {
         rx.await.map_err(|_| closed("the writer stopped"))?
     }
 
-    /// Tries to put the request in the ring right away; gives it back if
-    /// the ring is full (the future will wait for room).
-    fn enqueue_now(&self, request: Request) -> Option<Request> {
-        match self.ring.try_push(request) {
+    /// Puts the request in the ring now if there is room (so offsets follow
+    /// call order), else when the future is first polled and room frees;
+    /// then waits for its acknowledgement.
+    fn submit<T: Send + 'static>(
+        &self,
+        request: Request,
+        ack: oneshot::Receiver<Result<T>>,
+    ) -> impl Future<Output = Result<T>> + Send + 'static {
+        let pending = match self.ring.try_push(request) {
             Ok(()) => None,
             Err(PushError::Full(request)) | Err(PushError::Closed(request)) => Some(request),
+        };
+        let ring = self.ring.clone();
+        async move {
+            if let Some(request) = pending {
+                ring.push(request)
+                    .await
+                    .map_err(|_| closed("the writer is closed"))?;
+            }
+            ack.await.map_err(|_| closed("the writer stopped"))?
         }
     }
 }

@@ -272,6 +272,22 @@ async fn get_u64(kv: &mut KvClient, key: &str) -> MetaResult<Option<(u64, i64)>>
     }
 }
 
+/// A segment record and its mod revision (the guard of a later txn).
+async fn get_segment(
+    kv: &mut KvClient,
+    key: &str,
+    log: LogId,
+    segment: SegmentId,
+) -> MetaResult<(SegmentInfo, i64)> {
+    let resp = kv.get(key, None).await.map_err(unavailable)?;
+    let Some(item) = resp.kvs().first() else {
+        return Err(MetaError::NotFound(format!(
+            "segment {segment} of log {log}"
+        )));
+    };
+    Ok((parse_json(key, item.value())?, item.mod_revision()))
+}
+
 async fn read_log(kv: &mut KvClient, keys: &Keys, id: LogId) -> MetaResult<LogInfo> {
     let mut info: Option<InfoRecord> = None;
     let (mut epoch, mut truncated_below) = (None, None);
@@ -523,14 +539,7 @@ impl MetaStore for EtcdMeta {
             let epoch_key = keys.epoch(log);
             let key = keys.segment(log, segment);
             for _ in 0..CAS_ATTEMPTS_MAX {
-                let resp = kv.get(key.as_str(), None).await.map_err(unavailable)?;
-                let Some(item) = resp.kvs().first() else {
-                    return Err(MetaError::NotFound(format!(
-                        "segment {segment} of log {log}"
-                    )));
-                };
-                let record: SegmentInfo = parse_json(&key, item.value())?;
-                let revision = item.mod_revision();
+                let (record, revision) = get_segment(&mut kv, &key, log, segment).await?;
                 check_seal(&record, &seal)?;
                 let updated = sealed(&record, &seal);
                 let txn = Txn::new()
@@ -588,14 +597,7 @@ impl MetaStore for EtcdMeta {
         self.call(move |mut kv, keys| async move {
             let key = keys.segment(log, segment);
             let truncated_key = keys.truncated(log);
-            let resp = kv.get(key.as_str(), None).await.map_err(unavailable)?;
-            let Some(item) = resp.kvs().first() else {
-                return Err(MetaError::NotFound(format!(
-                    "segment {segment} of log {log}"
-                )));
-            };
-            let record: SegmentInfo = parse_json(&key, item.value())?;
-            let revision = item.mod_revision();
+            let (record, revision) = get_segment(&mut kv, &key, log, segment).await?;
             let Some((truncated_below, _)) = get_u64(&mut kv, &truncated_key).await? else {
                 return Err(MetaError::NotFound(format!("log id {log}")));
             };

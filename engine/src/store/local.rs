@@ -13,7 +13,8 @@
 //! `.uploads/` and `.warmup`.
 
 use super::{
-    check_range, validate_key, ListPage, ObjectMeta, ObjectStore, StoreError, StoreResult,
+    check_range, part_etag, validate_key, ListPage, ObjectMeta, ObjectStore, StoreError,
+    StoreResult,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -257,10 +258,6 @@ impl<'f> AlignedWriter<'f> {
     }
 }
 
-fn etag_of(data: &[u8]) -> String {
-    format!("\"{:08x}-{}\"", crc32c::crc32c(data), data.len())
-}
-
 fn part_path(dir: &Path, part_number: u16) -> PathBuf {
     dir.join(format!("part-{part_number:05}"))
 }
@@ -309,7 +306,7 @@ impl ObjectStore for LocalStore {
         }
         let temp = self.write_temp(&[&data]).await?;
         self.install(&temp, &part_path(&dir, part_number), true, key)?;
-        Ok(etag_of(&data))
+        Ok(part_etag(&data))
     }
 
     async fn complete_multipart(
@@ -328,7 +325,7 @@ impl ObjectStore for LocalStore {
         for (i, etag) in etags.iter().enumerate() {
             let path = part_path(&dir, (i + 1) as u16);
             let part = self.read_file(&path, key, None).await?;
-            if etag_of(&part) != *etag {
+            if part_etag(&part) != *etag {
                 return Err(StoreError::Invalid(format!("part {} changed", i + 1)));
             }
             parts.push(part);

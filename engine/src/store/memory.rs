@@ -2,7 +2,8 @@
 //! engine's own ceiling. Clones share the same objects, across threads.
 
 use super::{
-    check_range, validate_key, ListPage, ObjectMeta, ObjectStore, StoreError, StoreResult,
+    check_range, part_etag, validate_key, ListPage, ObjectMeta, ObjectStore, StoreError,
+    StoreResult,
 };
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -41,10 +42,6 @@ impl MemoryStore {
     pub fn overwrite_raw(&self, key: &str, data: Bytes) {
         self.state().objects.insert(key.to_string(), data);
     }
-}
-
-fn etag_of(data: &[u8]) -> String {
-    format!("\"{:08x}-{}\"", crc32c::crc32c(data), data.len())
 }
 
 #[async_trait(?Send)]
@@ -96,7 +93,7 @@ impl ObjectStore for MemoryStore {
             .get_mut(upload_id)
             .filter(|u| u.key == key)
             .ok_or_else(|| StoreError::NotFound(format!("upload {upload_id} of {key}")))?;
-        let etag = etag_of(&data);
+        let etag = part_etag(&data);
         upload
             .parts
             .insert(part_number, Bytes::copy_from_slice(&data));
@@ -125,7 +122,7 @@ impl ObjectStore for MemoryStore {
             let part = upload
                 .parts
                 .get(&((i + 1) as u16))
-                .filter(|p| etag_of(p) == *etag)
+                .filter(|p| part_etag(p) == *etag)
                 .ok_or_else(|| StoreError::Invalid(format!("part {} missing or changed", i + 1)))?;
             object.extend_from_slice(part);
         }

@@ -282,6 +282,11 @@ pub(crate) fn list_sorted<V>(
     ListPage { objects, next }
 }
 
+/// The ETag the in-process stores give a multipart part.
+pub(crate) fn part_etag(data: &[u8]) -> String {
+    format!("\"{:08x}-{}\"", crc32c::crc32c(data), data.len())
+}
+
 /// Checks a key against the rules on [`ObjectStore`].
 pub fn validate_key(key: &str) -> StoreResult<()> {
     let valid_char = |c: char| c.is_ascii_alphanumeric() || "-_.=".contains(c);
