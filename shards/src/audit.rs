@@ -6,7 +6,7 @@
 
 use crate::driver::ShardServices;
 use crate::shard_of;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 use woodpecker_engine::meta::{LogId, SegmentId, SegmentState};
 use woodpecker_engine::store::list_all;
@@ -39,6 +39,9 @@ pub(crate) async fn audit_pass(
 ) -> Result<usize> {
     let retention = Duration::from_millis(services.config.retention_ms);
     let mut deleted = 0;
+    // Segments deletable in this pass; what was seen before and is gone by
+    // now (log deleted, segment deleted elsewhere) is forgotten.
+    let mut deletable_now = HashSet::new();
     for log in services.meta.list_logs().await? {
         if shard_of(log.id, shards) != shard {
             continue;
@@ -49,6 +52,7 @@ pub(crate) async fn audit_pass(
             if !deletable {
                 continue;
             }
+            deletable_now.insert((log.id, segment.id));
             if let Some(seen) = seen.as_deref_mut() {
                 let first = *seen
                     .entry((log.id, segment.id))
@@ -67,6 +71,9 @@ pub(crate) async fn audit_pass(
             }
             deleted += 1;
         }
+    }
+    if let Some(seen) = seen {
+        seen.retain(|key, _| deletable_now.contains(key));
     }
     Ok(deleted)
 }

@@ -329,7 +329,7 @@ impl ReaderTask {
                 .cloned();
             match current {
                 Some(segment) => self.read_segment(&segment).await?,
-                None => self.wait_for_change(None).await?,
+                None => self.wait_for_change().await?,
             }
         }
     }
@@ -380,7 +380,7 @@ impl ReaderTask {
                 .last()
                 .is_some_and(|f| f.size as usize == FENCE_MARKER_BYTES)
             {
-                return self.wait_for_change(None).await;
+                return self.wait_for_change().await;
             }
             let woke_by_change = self.wait_for_more(backoff).await?;
             if woke_by_change || self.stop.is_stopped() {
@@ -601,7 +601,7 @@ impl ReaderTask {
         result.map_err(Error::from)
     }
 
-    async fn wait_for_change(&mut self, _hint: Option<u64>) -> Result<()> {
+    async fn wait_for_change(&mut self) -> Result<()> {
         self.wait_for_more(POLL_BACKOFF_MAX).await.map(|_| ())
     }
 }
