@@ -73,3 +73,19 @@ pub fn run(command: BenchCommand) -> Result<(), BenchError> {
     }
     Ok(())
 }
+
+/// CPU seconds (user + system) this process has used so far, all threads.
+/// Differences of it give the client's CPU cost of a benchmark phase, which
+/// on a shared machine says more than wall-clock time alone.
+pub fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return 0.0;
+        }
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}

@@ -65,6 +65,10 @@ pub struct ReadReport {
     pub raw_get_mb_s_after: Option<f64>,
     pub raw_get_inflight: usize,
     pub ratio_to_raw: Option<f64>,
+    /// Client CPU seconds (all threads) per GB read during the catch-up.
+    pub cpu_s_per_gb: f64,
+    /// The same for the raw GETs (average of both rounds).
+    pub raw_get_cpu_s_per_gb: Option<f64>,
     pub tail_latency_ms: LatencyMs,
     pub tail_latency_cross_ms: LatencyMs,
 }
@@ -119,11 +123,13 @@ pub fn run(args: ReadArgs) -> Result<ReadReport, BenchError> {
     // before and after the catch-up read (averaged: neither side gets the
     // warmer caches).
     let inflight = config.reader_prefetch_fragments();
-    let (fragments, raw_before) = raw_gets(&factory, &config, meta.clone(), name, inflight)?;
+    let (fragments, raw_before, raw_cpu_before) =
+        raw_gets(&factory, &config, meta.clone(), name, inflight)?;
 
     // Catch-up read.
     let limit = Duration::from_secs(args.duration_s.max(60));
     let started = Instant::now();
+    let cpu_started = crate::process_cpu_seconds();
     let mut reader =
         block_on(client.open_reader(name, StartAt::Earliest)).map_err(failed("open reader"))?;
     let (mut read, mut bytes) = (0u64, 0u64);
@@ -141,14 +147,16 @@ pub fn run(args: ReadArgs) -> Result<ReadReport, BenchError> {
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    let cpu_s_per_gb = (crate::process_cpu_seconds() - cpu_started) / (bytes as f64 / 1e9);
     drop(reader);
     let throughput_mb_s = bytes as f64 / 1e6 / seconds;
 
-    let (_, raw_after) = raw_gets(&factory, &config, meta.clone(), name, inflight)?;
-    let raw_get_mb_s = match (raw_before, raw_after) {
-        (Some(before), Some(after)) => Some((before + after) / 2.0),
+    let (_, raw_after, raw_cpu_after) = raw_gets(&factory, &config, meta.clone(), name, inflight)?;
+    let average = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => Some((a + b) / 2.0),
         _ => None,
     };
+    let raw_get_mb_s = average(raw_before, raw_after);
 
     // Tail latency, in the writer's client and from a second client.
     let writer = block_on(client.open_writer(name)).map_err(failed("open writer"))?;
@@ -173,6 +181,8 @@ pub fn run(args: ReadArgs) -> Result<ReadReport, BenchError> {
         raw_get_mb_s_after: raw_after,
         raw_get_inflight: inflight,
         ratio_to_raw: raw_get_mb_s.map(|raw| throughput_mb_s / raw),
+        cpu_s_per_gb,
+        raw_get_cpu_s_per_gb: average(raw_cpu_before, raw_cpu_after),
         tail_latency_ms: tail_in,
         tail_latency_cross_ms: tail_cross,
     })
@@ -182,14 +192,16 @@ fn failed(what: &'static str) -> impl Fn(woodpecker_engine::Error) -> BenchError
     move |e| BenchError::Failed(format!("{what}: {e}"))
 }
 
-/// GETs every fragment of the log, `inflight` at a time, on one shard.
+/// GETs every fragment of the log, `inflight` at a time, on one shard:
+/// (fragments, MB/s, client CPU seconds per GB), no figures for the null
+/// store.
 fn raw_gets(
     factory: &StoreFactory,
     config: &Config,
     meta: Arc<dyn MetaStore>,
     name: &str,
     inflight: usize,
-) -> Result<(usize, Option<f64>), BenchError> {
+) -> Result<(usize, Option<f64>, Option<f64>), BenchError> {
     let factory = factory.clone();
     let prefix = config.key_prefix.clone();
     let name = name.to_string();
@@ -212,9 +224,10 @@ fn raw_gets(
             }
         }
         if factory.config().kind() == "null" {
-            return Ok((keys.len(), None));
+            return Ok((keys.len(), None, None));
         }
         let started = Instant::now();
+        let cpu_started = crate::process_cpu_seconds();
         let bytes: Vec<u64> = stream::iter(keys.iter())
             .map(|key| {
                 let store = store.clone();
@@ -226,9 +239,11 @@ fn raw_gets(
             .into_iter()
             .collect::<Result<_, _>>()?;
         let total: u64 = bytes.iter().sum();
+        let cpu = crate::process_cpu_seconds() - cpu_started;
         Ok::<_, BenchError>((
             keys.len(),
             Some(total as f64 / 1e6 / started.elapsed().as_secs_f64()),
+            Some(cpu / (total as f64 / 1e9)),
         ))
     })
     .map_err(|e| BenchError::Failed(e.to_string()))?;
@@ -315,6 +330,13 @@ pub fn print_summary(report: &ReadReport) {
         report
             .ratio_to_raw
             .map_or("n/a".into(), |r| format!("{r:.3}")),
+    );
+    println!(
+        "  client CPU s/GB: catch-up {:.2}, raw GET {}",
+        report.cpu_s_per_gb,
+        report
+            .raw_get_cpu_s_per_gb
+            .map_or("n/a".into(), |c| format!("{c:.2}")),
     );
     for (label, l) in [
         ("in-process", &report.tail_latency_ms),

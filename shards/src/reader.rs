@@ -4,10 +4,15 @@
 //! A reader is a task on the log's shard. It follows the log's segments
 //! (from metadata, refreshed by a segment watch), lists each segment's
 //! fragments (listing, never probing), fetches them with GETs (ranged
-//! when starting inside a fragment), `prefetch_fragments` at a time, checks
-//! every checksum, and hands the caller one fragment's entries at a time
-//! through a bounded ring. Payloads are slices of the fetched object, not
-//! copies.
+//! when starting inside a fragment), `prefetch_fragments` at a time as
+//! separate tasks (so fetches progress while earlier fragments are handed
+//! over), and hands the caller one fragment at a time through a bounded
+//! ring. The shard checks each whole fragment's header (to keep its
+//! position); the caller's side checks everything else (every entry's
+//! checksum, the index, the fragment checksum) before it returns any entry
+//! of that fragment, so the cost of verification is paid by the reading
+//! thread, not the shard. Ranged reads are checked on the shard. Payloads
+//! are slices of the fetched object, not copies.
 //!
 //! What a reader returns never passes the end of a sealed segment (its
 //! fragment count and end offset) nor the durable run of an open one (the
@@ -125,7 +130,72 @@ impl Drop for TailInterest {
     }
 }
 
-pub(crate) type ReaderItem = Result<Vec<ReadEntry>>;
+pub(crate) type ReaderItem = Result<Delivery>;
+
+/// What the reader task hands its caller.
+pub(crate) enum Delivery {
+    /// Entries already checked on the shard (ranged reads).
+    Entries(Vec<ReadEntry>),
+    /// A whole fragment whose header the shard checked; the caller's side
+    /// checks all of it before returning any entry.
+    Fragment(UncheckedFragment),
+}
+
+/// A fragment as fetched by the reader task.
+enum Fetched {
+    /// Entries of a ranged read, checked.
+    Checked(Vec<ReadEntry>),
+    /// A whole fragment object, unchecked.
+    Whole(Bytes),
+}
+
+/// A fetched whole fragment and the entries of it the caller is owed.
+pub(crate) struct UncheckedFragment {
+    key: String,
+    bytes: Bytes,
+    log_id: u64,
+    segment_id: SegmentId,
+    index: u64,
+    /// Entries `from..to` (log offsets) are returned.
+    from: u64,
+    to: u64,
+}
+
+impl UncheckedFragment {
+    /// Checks the whole fragment (every checksum) and returns entries
+    /// `from..to`, or Corrupt.
+    fn check(self) -> Result<Vec<ReadEntry>> {
+        let bytes = &self.bytes;
+        let decoded =
+            DecodedFragment::decode(bytes).map_err(|e| corrupt(format!("{}: {e}", self.key)))?;
+        let header = decoded.header;
+        if header.log_id != self.log_id
+            || header.segment_id != self.segment_id
+            || header.fragment_index != self.index
+        {
+            return Err(corrupt(format!(
+                "{}: header does not match its key",
+                self.key
+            )));
+        }
+        let skip = (self.from - header.first_offset) as usize;
+        let take = (self.to - self.from) as usize;
+        Ok(decoded
+            .entries()
+            .skip(skip)
+            .take(take)
+            .map(|e| ReadEntry {
+                offset: e.offset,
+                payload: bytes.slice_ref(e.payload),
+                properties: e
+                    .properties
+                    .iter()
+                    .map(|(k, v)| (bytes.slice_ref(k), bytes.slice_ref(v)))
+                    .collect(),
+            })
+            .collect())
+    }
+}
 
 /// Set when the caller drops its `LogReader`; wakes the reader task.
 /// (The task must not wait on the ring's consumer side: that belongs to
@@ -246,7 +316,11 @@ impl LogReader {
     }
 
     fn accept(&mut self, item: ReaderItem) -> Result<()> {
-        match item {
+        let checked = item.and_then(|delivery| match delivery {
+            Delivery::Entries(entries) => Ok(entries),
+            Delivery::Fragment(fragment) => fragment.check(),
+        });
+        match checked {
             Ok(entries) => {
                 self.ready.extend(entries);
                 Ok(())
@@ -397,8 +471,8 @@ impl ReaderTask {
                     key: recent.key.clone(),
                     size: recent.bytes.len() as u64,
                 };
-                let entries = self.decode_whole(segment, &listed, &recent.bytes)?;
-                self.deliver(&listed, entries, None).await?;
+                self.deliver_whole(segment, &listed, recent.bytes.clone(), None)
+                    .await?;
                 known.push(listed);
                 next_index += 1;
                 backoff = POLL_BACKOFF_MIN;
@@ -473,33 +547,36 @@ impl ReaderTask {
     ) -> Result<u64> {
         let store = self.services.store.clone();
         let first_position = self.position;
+        // Each fetch is its own task, so it progresses while earlier
+        // fragments are handed over; at most `prefetch_fragments` at once.
         let fetches = stream::iter(known[from as usize..limit as usize].iter().cloned())
             .map(|fragment| {
                 let store = store.clone();
-                async move {
-                    let ranged = ranged_first && fragment.index == from;
+                let ranged = ranged_first && fragment.index == from;
+                glommio::spawn_local(async move {
                     let fetched = if ranged {
-                        fetch_from(&*store, &fragment, first_position).await
+                        fetch_from(&*store, &fragment, first_position)
+                            .await
+                            .map(Fetched::Checked)
                     } else {
                         store
                             .get(&fragment.key)
                             .await
                             .map_err(Error::from)
-                            .map(|b| (b, None))
+                            .map(Fetched::Whole)
                     };
                     (fragment, fetched)
-                }
+                })
             })
             .buffered(self.prefetch_fragments.max(1));
         futures::pin_mut!(fetches);
         let mut index = from;
         while let Some((fragment, fetched)) = fetches.next().await {
-            let (bytes, partial) = fetched?;
-            let entries = match partial {
-                Some(partial) => partial,
-                None => self.decode_whole(segment, &fragment, &bytes)?,
+            let delivered = match fetched? {
+                Fetched::Checked(entries) => self.deliver(&fragment, entries, end).await?,
+                Fetched::Whole(bytes) => self.deliver_whole(segment, &fragment, bytes, end).await?,
             };
-            if !self.deliver(&fragment, entries, end).await? {
+            if !delivered {
                 return Ok(limit); // the caller is gone
             }
             index = fragment.index + 1;
@@ -507,8 +584,8 @@ impl ReaderTask {
         Ok(index)
     }
 
-    /// Hands the entries from `position` on (below `end`) to the caller;
-    /// false if the caller is gone.
+    /// Hands the checked entries from `position` on (below `end`) to the
+    /// caller; false if the caller is gone.
     async fn deliver(
         &mut self,
         fragment: &ListedFragment,
@@ -529,39 +606,54 @@ impl ReaderTask {
             )));
         }
         self.position = entries.last().expect("non-empty").offset + 1;
-        Ok(self.ring.push(Ok(entries)).await.is_ok())
+        Ok(self.ring.push(Ok(Delivery::Entries(entries))).await.is_ok())
     }
 
-    fn decode_whole(
-        &self,
+    /// Hands a whole fragment's entries from `position` on (below `end`) to
+    /// the caller, which checks the fragment; the shard checks only its
+    /// header, which says which offsets it holds. False if the caller is
+    /// gone.
+    async fn deliver_whole(
+        &mut self,
         segment: &SegmentInfo,
         fragment: &ListedFragment,
-        bytes: &Bytes,
-    ) -> Result<Vec<ReadEntry>> {
-        let decoded = DecodedFragment::decode(bytes)
+        bytes: Bytes,
+        end: Option<u64>,
+    ) -> Result<bool> {
+        let header = FragmentHeader::decode(&bytes)
             .map_err(|e| corrupt(format!("{}: {e}", fragment.key)))?;
-        let header = decoded.header;
         if header.log_id != self.log.id
             || header.segment_id != segment.id
             || header.fragment_index != fragment.index
+            || header.fragment_bytes() != bytes.len() as u64
         {
             return Err(corrupt(format!(
                 "{}: header does not match its key",
                 fragment.key
             )));
         }
-        Ok(decoded
-            .entries()
-            .map(|e| ReadEntry {
-                offset: e.offset,
-                payload: bytes.slice_ref(e.payload),
-                properties: e
-                    .properties
-                    .iter()
-                    .map(|(k, v)| (bytes.slice_ref(k), bytes.slice_ref(v)))
-                    .collect(),
-            })
-            .collect())
+        let first = header.first_offset.max(self.position);
+        let stop = end.map_or(header.end_offset(), |end| end.min(header.end_offset()));
+        if first >= stop {
+            return Ok(true);
+        }
+        if first != self.position {
+            return Err(corrupt(format!(
+                "{}: expected offset {} but found {}",
+                fragment.key, self.position, first
+            )));
+        }
+        self.position = stop;
+        let whole = UncheckedFragment {
+            key: fragment.key.clone(),
+            bytes,
+            log_id: self.log.id,
+            segment_id: segment.id,
+            index: fragment.index,
+            from: first,
+            to: stop,
+        };
+        Ok(self.ring.push(Ok(Delivery::Fragment(whole))).await.is_ok())
     }
 
     /// Waits for the writer's signal (or a poll interval), or a segment
@@ -624,7 +716,7 @@ async fn fetch_from(
     store: &dyn woodpecker_engine::store::ObjectStore,
     fragment: &ListedFragment,
     position: u64,
-) -> Result<(Bytes, Option<Vec<ReadEntry>>)> {
+) -> Result<Vec<ReadEntry>> {
     let bad = |e: woodpecker_engine::format::FormatError| corrupt(format!("{}: {e}", fragment.key));
     let head = store
         .get_range(&fragment.key, 0..FRAGMENT_HEADER_BYTES as u64)
@@ -645,7 +737,7 @@ async fn fetch_from(
         .saturating_sub(header.first_offset)
         .min(header.entry_count as u64) as usize;
     if skip == header.entry_count as usize {
-        return Ok((Bytes::new(), Some(Vec::new())));
+        return Ok(Vec::new());
     }
     let start = FRAGMENT_HEADER_BYTES as u64 + tail.index[skip] as u64;
     let end = FRAGMENT_HEADER_BYTES as u64 + header.entries_bytes;
@@ -672,5 +764,5 @@ async fn fetch_from(
             fragment.key
         )));
     }
-    Ok((bytes, Some(entries)))
+    Ok(entries)
 }

@@ -43,6 +43,7 @@
 //! `fragment_crc: u32` (CRC32C of every byte before this field), and
 //! `end_magic: u32` = `b"GFPW"`.
 
+use super::crc;
 use bytemuck::{Pod, Zeroable};
 use std::mem::size_of;
 
@@ -171,6 +172,7 @@ pub struct FragmentEncoder<B> {
     /// CRC32C of the entry region so far, kept while the bytes are hot so
     /// `finish` never re-reads the fragment.
     entries_crc: u32,
+    shift: crc::ShiftCache,
     /// CRC32C of the whole finished fragment.
     object_crc: u32,
     finished: bool,
@@ -186,6 +188,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FragmentEncoder<B> {
             meta,
             end: FRAGMENT_HEADER_BYTES,
             entries_crc: 0,
+            shift: crc::ShiftCache::default(),
             object_crc: 0,
             finished: false,
         }
@@ -288,19 +291,21 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FragmentEncoder<B> {
         at += payload.len();
         debug_assert_eq!(at, start + record_bytes);
 
-        let entry_crc = entry_crc(
-            offset,
-            payload_len,
-            props_len,
-            &buf[start + ENTRY_HEADER_BYTES..at],
-        );
+        let body = &buf[start + ENTRY_HEADER_BYTES..at];
+        let seed = entry_seed(offset, payload_len, props_len);
+        let entry_crc = crc32c::crc32c_append(seed, body);
         let header = EntryHeader {
             payload_len,
             props_len,
             entry_crc,
         };
-        buf[start..start + ENTRY_HEADER_BYTES].copy_from_slice(bytemuck::bytes_of(&header));
-        self.entries_crc = crc32c::crc32c_append(self.entries_crc, &buf[start..at]);
+        let header_bytes = bytemuck::bytes_of(&header);
+        // The running fragment checksum follows from the entry checksum: one
+        // pass over the payload, not two.
+        let running = crc32c::crc32c_append(self.entries_crc, header_bytes);
+        let shift = self.shift.get(body.len());
+        self.entries_crc = crc::rebase(entry_crc, seed, running, shift);
+        buf[start..start + ENTRY_HEADER_BYTES].copy_from_slice(header_bytes);
         self.index.push((start - FRAGMENT_HEADER_BYTES) as u32);
         self.end = at;
         Ok(offset)
@@ -365,12 +370,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FragmentEncoder<B> {
     }
 }
 
-fn entry_crc(offset: u64, payload_len: u32, props_len: u32, body: &[u8]) -> u32 {
+/// The CRC32C of an entry's offset and lengths: the seed its checksum
+/// continues from over the property and payload bytes.
+fn entry_seed(offset: u64, payload_len: u32, props_len: u32) -> u32 {
     let mut prefix = [0u8; 16];
     prefix[..8].copy_from_slice(&offset.to_le_bytes());
     prefix[8..12].copy_from_slice(&payload_len.to_le_bytes());
     prefix[12..].copy_from_slice(&props_len.to_le_bytes());
-    crc32c::crc32c_append(crc32c::crc32c(&prefix), body)
+    crc32c::crc32c(&prefix)
 }
 
 impl FragmentHeader {
@@ -406,6 +413,11 @@ impl FragmentHeader {
     }
 
     /// Total length of the fragment this header describes.
+    /// The log offset after this fragment's last entry.
+    pub fn end_offset(&self) -> u64 {
+        self.first_offset + self.entry_count as u64
+    }
+
     pub fn fragment_bytes(&self) -> u64 {
         FRAGMENT_HEADER_BYTES as u64
             + self.entries_bytes
@@ -538,6 +550,20 @@ fn split_property(bytes: &[u8]) -> Result<SplitProperty<'_>, FormatError> {
 /// Used for ranged reads of a sub-range of a fragment: the entry checksum
 /// binds the bytes to `offset`.
 pub fn decode_entry(bytes: &[u8], offset: u64) -> Result<(EntryRef<'_>, usize), FormatError> {
+    check_entry(bytes, offset).map(|checked| (checked.entry, checked.used))
+}
+
+/// An entry checked by [`check_entry`], with what its checksum was built
+/// from (to extend the fragment checksum without another pass).
+struct CheckedEntry<'a> {
+    entry: EntryRef<'a>,
+    used: usize,
+    seed: u32,
+    entry_crc: u32,
+    body_len: usize,
+}
+
+fn check_entry(bytes: &[u8], offset: u64) -> Result<CheckedEntry<'_>, FormatError> {
     let head = bytes
         .get(..ENTRY_HEADER_BYTES)
         .ok_or(corrupt("entry header cut short"))?;
@@ -546,7 +572,8 @@ pub fn decode_entry(bytes: &[u8], offset: u64) -> Result<(EntryRef<'_>, usize), 
     let body = bytes[ENTRY_HEADER_BYTES..]
         .get(..body_len)
         .ok_or(corrupt("entry runs past the entry region"))?;
-    if entry_crc(offset, header.payload_len, header.props_len, body) != header.entry_crc {
+    let seed = entry_seed(offset, header.payload_len, header.props_len);
+    if crc32c::crc32c_append(seed, body) != header.entry_crc {
         return Err(corrupt("entry checksum mismatch"));
     }
     let (props, payload) = body.split_at(header.props_len as usize);
@@ -554,12 +581,17 @@ pub fn decode_entry(bytes: &[u8], offset: u64) -> Result<(EntryRef<'_>, usize), 
     while let Some((_, _, tail)) = split_property(rest)? {
         rest = tail;
     }
-    let entry = EntryRef {
-        offset,
-        payload,
-        properties: Properties { bytes: props },
-    };
-    Ok((entry, ENTRY_HEADER_BYTES + body_len))
+    Ok(CheckedEntry {
+        entry: EntryRef {
+            offset,
+            payload,
+            properties: Properties { bytes: props },
+        },
+        used: ENTRY_HEADER_BYTES + body_len,
+        seed,
+        entry_crc: header.entry_crc,
+        body_len,
+    })
 }
 
 /// Splits a checked entry without checking it again.
@@ -596,22 +628,35 @@ impl<'a> DecodedFragment<'a> {
                 .try_into()
                 .expect("four bytes"),
         );
-        if stored_crc != crc32c::crc32c(&bytes[..crc_span]) {
-            return Err(corrupt("fragment checksum mismatch"));
-        }
         let entries_end = FRAGMENT_HEADER_BYTES + header.entries_bytes as usize;
         let tail = FragmentTail::decode(&header, &bytes[entries_end..])?;
         let entries = &bytes[FRAGMENT_HEADER_BYTES..entries_end];
+        // One pass over the payloads: each entry's checksum is checked and
+        // the fragment checksum follows from it (see `crc`).
+        let mut fragment_crc = crc32c::crc32c(&bytes[..FRAGMENT_HEADER_BYTES]);
+        let mut shift = crc::ShiftCache::default();
         let mut at = 0usize;
         for (i, &start) in tail.index.iter().enumerate() {
             if start as usize != at {
                 return Err(corrupt("index disagrees with entries"));
             }
-            let (_, used) = decode_entry(&entries[at..], header.first_offset + i as u64)?;
-            at += used;
+            let checked = check_entry(&entries[at..], header.first_offset + i as u64)?;
+            let running =
+                crc32c::crc32c_append(fragment_crc, &entries[at..at + ENTRY_HEADER_BYTES]);
+            fragment_crc = crc::rebase(
+                checked.entry_crc,
+                checked.seed,
+                running,
+                shift.get(checked.body_len),
+            );
+            at += checked.used;
         }
         if at != entries.len() {
             return Err(corrupt("bytes after the last entry"));
+        }
+        fragment_crc = crc32c::crc32c_append(fragment_crc, &bytes[entries_end..crc_span]);
+        if stored_crc != fragment_crc {
+            return Err(corrupt("fragment checksum mismatch"));
         }
         Ok(DecodedFragment { header, entries })
     }

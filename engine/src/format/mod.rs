@@ -6,6 +6,7 @@
 //! big-endian targets, so `bytemuck` casts of the header structs are exactly
 //! the on-wire bytes).
 
+pub(crate) mod crc;
 pub mod fragment;
 pub mod marker;
 

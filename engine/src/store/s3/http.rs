@@ -6,6 +6,7 @@
 //! task runs on the current glommio executor, so requests never leave the
 //! shard's core.
 
+use super::body::BodyPool;
 use bytes::Bytes;
 use futures_lite::{AsyncRead, AsyncWrite};
 use futures_rustls::rustls;
@@ -140,7 +141,14 @@ pub struct Pool {
     endpoint: Endpoint,
     idle: RefCell<Vec<SendRequest<Full<Bytes>>>>,
     permits: glommio::sync::Semaphore,
+    bodies: Arc<BodyPool>,
 }
+
+/// Idle response-body buffers kept per connection pool (one per shard).
+const BODY_POOL_IDLE_BYTES_MAX: usize = 128 << 20;
+/// Most bytes reserved up front for a body (a bad Content-Length must not
+/// allocate gigabytes; longer bodies still grow as they arrive).
+const BODY_RESERVE_BYTES_MAX: usize = 256 << 20;
 
 impl Pool {
     pub fn new(endpoint: Endpoint, connections_max: usize) -> Pool {
@@ -148,6 +156,7 @@ impl Pool {
             endpoint,
             idle: RefCell::new(Vec::new()),
             permits: glommio::sync::Semaphore::new(connections_max.max(1) as u64),
+            bodies: BodyPool::new(BODY_POOL_IDLE_BYTES_MAX),
         }
     }
 
@@ -208,12 +217,23 @@ impl Pool {
                 .send_request(request)
                 .await
                 .map_err(|e| HttpError::Transport(format!("request: {e}")))?;
-            let (parts, body) = response.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|e| HttpError::Transport(format!("response body: {e}")))?
-                .to_bytes();
+            let (parts, mut body) = response.into_parts();
+            let length = parts
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0)
+                .min(BODY_RESERVE_BYTES_MAX);
+            let mut buffer = self.bodies.take(length);
+            while let Some(frame) = body.frame().await {
+                let frame =
+                    frame.map_err(|e| HttpError::Transport(format!("response body: {e}")))?;
+                if let Some(data) = frame.data_ref() {
+                    buffer.extend_from_slice(data);
+                }
+            }
+            let body = self.bodies.freeze(buffer);
             let reusable = !parts
                 .headers
                 .get(http::header::CONNECTION)

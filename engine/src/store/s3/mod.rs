@@ -7,6 +7,7 @@
 //! timeouts, 5xx, 429, `SlowDown`) are retried with capped exponential
 //! backoff and full jitter.
 
+pub mod body;
 pub mod http;
 
 use self::http::{Endpoint, HttpError, Pool, Response};
