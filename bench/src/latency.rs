@@ -10,8 +10,15 @@ pub fn histogram() -> Histogram<u64> {
 }
 
 pub fn record(histogram: &mut Histogram<u64>, elapsed: Duration) {
+    record_n(histogram, elapsed, 1);
+}
+
+/// Records `count` samples of the same latency.
+pub fn record_n(histogram: &mut Histogram<u64>, elapsed: Duration, count: u64) {
     let micros = (elapsed.as_micros() as u64).clamp(1, histogram.high());
-    histogram.record(micros).expect("clamped into range");
+    histogram
+        .record_n(micros, count)
+        .expect("clamped into range");
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]

@@ -17,6 +17,7 @@ use crate::latency::{self, LatencyMs};
 use crate::raw::{self, Limits};
 use crate::BenchError;
 use bytes::Bytes;
+use futures::future::Either;
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 use hdrhistogram::Histogram;
@@ -109,6 +110,11 @@ pub struct WriteReport {
     pub raw_put_mb_s_before: Option<f64>,
     pub raw_put_mb_s_after: Option<f64>,
     pub raw_put_latency_ms: Option<LatencyMs>,
+    /// Client CPU seconds (all threads: appenders, shards) per GB of
+    /// payload during the engine phase.
+    pub cpu_s_per_gb: f64,
+    /// The same for the raw PUTs (average of both rounds).
+    pub raw_put_cpu_s_per_gb: Option<f64>,
     pub ratio_to_raw: Option<f64>,
 }
 
@@ -169,7 +175,7 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
     let raw_inflight = args.uploads_in_flight * args.logs;
     let raw_duration = RAW_PHASE_LIMIT.min(Duration::from_secs(args.duration_s));
     let raw_before = if raw_applies && args.rate.is_none() {
-        Some(raw_puts(
+        Some(timed_raw_puts(
             factory.clone(),
             args.fragment_bytes,
             raw_inflight,
@@ -184,6 +190,7 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
 
     let writers = open_writers(&client, args.logs)?;
     let started = Instant::now();
+    let cpu_started = crate::process_cpu_seconds();
     let deadline = started + Duration::from_secs(args.duration_s);
     let per_appender_rate = args.rate.map(|r| r / args.appenders as f64);
     let threads: Vec<_> = (0..args.appenders)
@@ -205,6 +212,7 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
         first_error = first_error.or(result.first_error);
     }
     let seconds = started.elapsed().as_secs_f64();
+    let cpu_seconds = crate::process_cpu_seconds() - cpu_started;
     let stats = client.stats();
     for writer in writers {
         if let Ok(writer) = Arc::try_unwrap(writer) {
@@ -227,7 +235,7 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
             Some(_) => args.fragment_bytes,
             None => (avg_fragment_bytes as usize).max(1),
         };
-        let after = raw_puts(factory, object_bytes, raw_inflight, raw_duration)?;
+        let after = timed_raw_puts(factory, object_bytes, raw_inflight, raw_duration)?;
         Some((object_bytes, raw_inflight, after))
     } else {
         None
@@ -237,8 +245,13 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
     }
     let payload_bytes = entries as f64 * args.entry_bytes as f64;
     let throughput_mb_s = payload_bytes / 1e6 / seconds;
-    let raw_put_mb_s_after = raw.as_ref().map(|(_, _, r)| r.mb_s);
-    let raw_put_mb_s_before = raw_before.as_ref().map(|r| r.mb_s);
+    let raw_put_mb_s_after = raw.as_ref().map(|(_, _, (r, _))| r.mb_s);
+    let raw_put_mb_s_before = raw_before.as_ref().map(|(r, _)| r.mb_s);
+    let raw_put_cpu_s_per_gb = match (&raw_before, &raw) {
+        (Some((_, before)), Some((_, _, (_, after)))) => Some((before + after) / 2.0),
+        (None, Some((_, _, (_, after)))) => Some(*after),
+        _ => None,
+    };
     let raw_put_mb_s = match (raw_put_mb_s_before, raw_put_mb_s_after) {
         (Some(before), Some(after)) => Some((before + after) / 2.0),
         (_, after) => after,
@@ -269,7 +282,9 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
         raw_put_mb_s,
         raw_put_mb_s_before,
         raw_put_mb_s_after,
-        raw_put_latency_ms: raw.as_ref().map(|(_, _, r)| r.latency_ms),
+        raw_put_latency_ms: raw.as_ref().map(|(_, _, (r, _))| r.latency_ms),
+        cpu_s_per_gb: cpu_seconds / (payload_bytes / 1e9).max(1e-9),
+        raw_put_cpu_s_per_gb,
         ratio_to_raw: raw_put_mb_s.map(|r| throughput_mb_s / r),
     })
 }
@@ -300,7 +315,10 @@ fn appender(
         .enable_time()
         .build()
         .expect("tokio runtime");
-    let payload = Bytes::from(raw::pattern(args.entry_bytes));
+    // One payload for every append, with no reference count: a shared
+    // `Bytes` would make the appender and the shard contend on one counter
+    // for every entry, which a real application's distinct payloads do not.
+    let payload = Bytes::from_static(Box::leak(raw::pattern(args.entry_bytes).into_boxed_slice()));
     let batch = args.batch;
     let interval = rate.map(|r| Duration::from_secs_f64(batch as f64 / r));
     runtime.block_on(async move {
@@ -317,17 +335,18 @@ fn appender(
             let now = Instant::now();
             let open = now < deadline && in_flight.len() < args.window;
             if open && interval.is_none_or(|_| now >= next_send) {
-                let sent = Instant::now();
+                let sent = now;
                 let append = if batch == 1 {
-                    writer.append(payload.clone()).map(|r| r.map(|_| 1)).boxed()
+                    Either::Left(writer.append(payload.clone()).map(|r| r.map(|_| 1)))
                 } else {
                     let entries = vec![payload.clone(); batch];
-                    writer
-                        .append_batch(entries)
-                        .map(|r| r.map(|range| range.end - range.start))
-                        .boxed()
+                    Either::Right(
+                        writer
+                            .append_batch(entries)
+                            .map(|r| r.map(|range| range.end - range.start)),
+                    )
                 };
-                in_flight.push(async move { (append.await, sent) });
+                in_flight.push(append.map(move |outcome| (outcome, sent)));
                 if let Some(interval) = interval {
                     next_send += interval;
                 }
@@ -359,9 +378,7 @@ fn appender(
                 let elapsed = sent.elapsed();
                 match outcome {
                     Ok(count) => {
-                        for _ in 0..count {
-                            latency::record(&mut result.histogram, elapsed);
-                        }
+                        latency::record_n(&mut result.histogram, elapsed, count);
                         result.entries += count;
                     }
                     Err(err) => {
@@ -373,6 +390,20 @@ fn appender(
         }
         result
     })
+}
+
+/// [`raw_puts`] and the client CPU seconds it took per GB put.
+fn timed_raw_puts(
+    factory: StoreFactory,
+    object_bytes: usize,
+    inflight: usize,
+    duration: Duration,
+) -> Result<(raw::PhaseReport, f64), BenchError> {
+    let cpu_started = crate::process_cpu_seconds();
+    let report = raw_puts(factory, object_bytes, inflight, duration)?;
+    let cpu = crate::process_cpu_seconds() - cpu_started;
+    let cpu_s_per_gb = cpu / (report.bytes as f64 / 1e9).max(1e-9);
+    Ok((report, cpu_s_per_gb))
 }
 
 /// Raw PUTs of `object_bytes` objects, `inflight` at a time, on one shard.
@@ -444,4 +475,11 @@ pub fn print_summary(report: &WriteReport) {
             ratio
         );
     }
+    println!(
+        "  client CPU s/GB: engine {:.2}, raw PUT {}",
+        report.cpu_s_per_gb,
+        report
+            .raw_put_cpu_s_per_gb
+            .map_or("n/a".into(), |c| format!("{c:.2}")),
+    );
 }

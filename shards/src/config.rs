@@ -50,8 +50,10 @@ pub struct Config {
     pub retention_ms: u64,
     /// How often each shard's auditor looks for such segments. Default 30 s.
     pub audit_interval_ms: u64,
-    /// Report executor stalls (tasks holding the core too long) on stderr.
-    /// Default: on in debug builds.
+    /// Report executor stalls (a task holding the core 10 ms past its
+    /// budget) with a backtrace, as `log` warnings (the `woodpecker` binary
+    /// prints them on stderr; an embedding application sees them through
+    /// its logger). Default: on in debug builds.
     pub stall_detection: bool,
 }
 

@@ -305,7 +305,12 @@ impl LogDriver {
             let progressed = self.ingest().await;
             self.flush_if_due().await;
             self.start_uploads();
-            if !progressed {
+            if progressed {
+                // A busy writer must not starve the shard's other tasks
+                // (uploads, readers, other logs): give way when glommio's
+                // preemption timer says the turn is over.
+                glommio::yield_if_needed().await;
+            } else {
                 self.wait_for_event().await;
             }
         }

@@ -68,7 +68,8 @@ impl<T: Send + 'static> ShardHandle<T> {
 
 /// Starts a glommio executor on a new thread, pinned to `core` when given,
 /// and runs the future `make` builds there. With `detect_stalls`, a task
-/// that holds the core too long is reported on stderr with its backtrace.
+/// that holds the core too long is reported with its backtrace as a `log`
+/// warning.
 pub fn spawn_shard<F, Fut, T>(
     name: &str,
     core: Option<usize>,

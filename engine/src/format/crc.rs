@@ -146,6 +146,13 @@ pub(crate) fn rebase(seeded: u32, seed: u32, running: u32, shift: Shift) -> u32 
     seeded ^ shift.apply(seed ^ running)
 }
 
+/// The CRC32C of `a ++ b` from the CRC32C of `a`, that of `b` and the
+/// length of `b` (what `crc32c::crc32c_combine` computes, without its
+/// matrix squaring: microseconds per call for megabyte lengths).
+pub(crate) fn combine(crc_a: u32, crc_b: u32, len_b: usize) -> u32 {
+    Shift::bytes(len_b).apply(crc_a) ^ crc_b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,8 +189,11 @@ mod tests {
     fn shift_agrees_with_crc32c_combine() {
         for len in [1usize, 2, 3, 4, 5, 100, 4096, 123_457, 8 << 20] {
             let (a, b) = (crc32c::crc32c(b"first"), crc32c::crc32c(&pattern(len, 3)));
-            let combined = Shift::bytes(len).apply(a) ^ b;
-            assert_eq!(combined, crc32c::crc32c_combine(a, b, len), "len {len}");
+            assert_eq!(
+                combine(a, b, len),
+                crc32c::crc32c_combine(a, b, len),
+                "len {len}"
+            );
         }
     }
 

@@ -352,7 +352,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> FragmentEncoder<B> {
         // combined with the running CRC of the entries, index and footer start.
         let tail_crc = crc32c::crc32c_append(self.entries_crc, &buf[index_start..footer_start + 8]);
         let tail_len = footer_start + 8 - FRAGMENT_HEADER_BYTES;
-        let fragment_crc = crc32c::crc32c_combine(
+        let fragment_crc = crc::combine(
             crc32c::crc32c(&buf[..FRAGMENT_HEADER_BYTES]),
             tail_crc,
             tail_len,
