@@ -2,10 +2,12 @@
 //! the same run, the raw PUT throughput of the same store with the same
 //! object size (the engine's average fragment) and the same parallelism.
 //!
-//! The raw baseline runs after the engine phase, with the engine's
-//! average fragment size; at full speed (no `--rate`) it also runs before,
-//! with `fragment_bytes`, and the two are averaged, so a store that drifts
-//! during the run favours neither side.
+//! At full speed (no `--rate`) the engine runs in `--rounds` phases that
+//! alternate with raw PUT phases of `fragment_bytes` objects (raw first and
+//! last); the baseline is the mean of the raw phases, so a machine or store
+//! that drifts during the run favours neither side. With `--rate` (a
+//! latency run) the raw PUTs run once, after, with the engine's average
+//! fragment size.
 //!
 //! Appenders are plain threads, each with a tokio current-thread runtime
 //! (the engine's futures are runtime-agnostic), each keeping up to
@@ -62,9 +64,13 @@ pub struct WriteArgs {
     /// Total entries per second, open loop (default: as fast as possible).
     #[arg(long)]
     pub rate: Option<f64>,
-    /// Seconds of appending.
+    /// Seconds of appending (in all rounds together).
     #[arg(long, default_value_t = 10)]
     pub duration_s: u64,
+    /// Engine phases at full speed, alternating with raw PUT phases (raw
+    /// first and last); ignored with --rate.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     #[arg(long, default_value_t = 10)]
     pub flush_interval_ms: u64,
     #[arg(long, default_value_t = 8 << 20)]
@@ -99,6 +105,8 @@ pub struct WriteReport {
     pub entries: u64,
     pub errors: u64,
     pub throughput_mb_s: f64,
+    /// Each engine round's throughput, in order.
+    pub throughput_mb_s_rounds: Vec<f64>,
     pub entries_per_s: f64,
     pub ack_latency_ms: LatencyMs,
     pub fragments: u64,
@@ -107,13 +115,14 @@ pub struct WriteReport {
     pub raw_object_bytes: Option<usize>,
     pub raw_inflight: Option<usize>,
     pub raw_put_mb_s: Option<f64>,
-    pub raw_put_mb_s_before: Option<f64>,
-    pub raw_put_mb_s_after: Option<f64>,
+    /// Each raw PUT phase in order (raw first and last, alternating with
+    /// the engine's rounds).
+    pub raw_put_mb_s_phases: Vec<f64>,
     pub raw_put_latency_ms: Option<LatencyMs>,
     /// Client CPU seconds (all threads: appenders, shards) per GB of
     /// payload during the engine phase.
     pub cpu_s_per_gb: f64,
-    /// The same for the raw PUTs (average of both rounds).
+    /// The same for the raw PUTs (mean of the phases).
     pub raw_put_cpu_s_per_gb: Option<f64>,
     pub ratio_to_raw: Option<f64>,
 }
@@ -128,6 +137,7 @@ impl WriteArgs {
             self.fragment_bytes,
             self.uploads_in_flight,
             self.shards,
+            self.rounds,
         ];
         if positive.contains(&0) || self.duration_s == 0 || self.flush_interval_ms == 0 {
             return Err(BenchError::Invalid(
@@ -173,46 +183,76 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
     config.validate().map_err(BenchError::Invalid)?;
     let raw_applies = !args.no_raw && !matches!(args.store.as_str(), "memory" | "null");
     let raw_inflight = args.uploads_in_flight * args.logs;
-    let raw_duration = RAW_PHASE_LIMIT.min(Duration::from_secs(args.duration_s));
-    let raw_before = if raw_applies && args.rate.is_none() {
-        Some(timed_raw_puts(
+    // At full speed the engine and raw PUTs alternate (raw first and last),
+    // so drift of a shared machine or store favours neither. With --rate
+    // (a latency run) the raw PUTs run once, after, with the engine's
+    // average fragment size.
+    let rounds = if args.rate.is_none() { args.rounds } else { 1 };
+    let round_duration = Duration::from_secs_f64(args.duration_s as f64 / rounds as f64);
+    let raw_duration = RAW_PHASE_LIMIT.min(round_duration);
+    let mut raw_phases: Vec<(raw::PhaseReport, f64)> = Vec::new();
+    if raw_applies && args.rate.is_none() {
+        raw_phases.push(timed_raw_puts(
             factory.clone(),
             args.fragment_bytes,
             raw_inflight,
             raw_duration,
-        )?)
-    } else {
-        None
-    };
+        )?);
+    }
     let meta: Arc<dyn MetaStore> = Arc::new(MemoryMeta::new());
     let client = Client::start(config.clone(), factory.clone(), meta)
         .map_err(|e| BenchError::Failed(format!("starting the client: {e}")))?;
-
     let writers = open_writers(&client, args.logs)?;
-    let started = Instant::now();
-    let cpu_started = crate::process_cpu_seconds();
-    let deadline = started + Duration::from_secs(args.duration_s);
+
     let per_appender_rate = args.rate.map(|r| r / args.appenders as f64);
-    let threads: Vec<_> = (0..args.appenders)
-        .map(|i| {
-            let writer = writers[i % writers.len()].clone();
-            let args = args.clone();
-            std::thread::spawn(move || appender(writer, &args, deadline, per_appender_rate))
-        })
-        .collect();
     let mut histogram = latency::histogram();
     let (mut entries, mut errors, mut first_error) = (0u64, 0u64, None);
-    for thread in threads {
-        let result = thread
-            .join()
-            .map_err(|_| BenchError::Failed("an appender panicked".into()))?;
-        histogram.add(&result.histogram).expect("same bounds");
-        entries += result.entries;
-        errors += result.errors;
-        first_error = first_error.or(result.first_error);
+    let (mut seconds, mut cpu_seconds) = (0.0, 0.0);
+    let mut round_mb_s = Vec::new();
+    let mut raw_object_bytes = args.fragment_bytes;
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let cpu_started = crate::process_cpu_seconds();
+        let deadline = started + round_duration;
+        let threads: Vec<_> = (0..args.appenders)
+            .map(|i| {
+                let writer = writers[i % writers.len()].clone();
+                let args = args.clone();
+                std::thread::spawn(move || appender(writer, &args, deadline, per_appender_rate))
+            })
+            .collect();
+        let mut round_entries = 0;
+        for thread in threads {
+            let result = thread
+                .join()
+                .map_err(|_| BenchError::Failed("an appender panicked".into()))?;
+            histogram.add(&result.histogram).expect("same bounds");
+            round_entries += result.entries;
+            errors += result.errors;
+            first_error = first_error.or(result.first_error);
+        }
+        let round_seconds = started.elapsed().as_secs_f64();
+        cpu_seconds += crate::process_cpu_seconds() - cpu_started;
+        seconds += round_seconds;
+        entries += round_entries;
+        round_mb_s.push(round_entries as f64 * args.entry_bytes as f64 / 1e6 / round_seconds);
+        if first_error.is_some() {
+            break;
+        }
+        if raw_applies {
+            if args.rate.is_some() {
+                let stats = client.stats();
+                raw_object_bytes =
+                    ((stats.bytes_uploaded / stats.fragments_uploaded.max(1)) as usize).max(1);
+            }
+            raw_phases.push(timed_raw_puts(
+                factory.clone(),
+                raw_object_bytes,
+                raw_inflight,
+                raw_duration,
+            )?);
+        }
     }
-    let seconds = started.elapsed().as_secs_f64();
-    let cpu_seconds = crate::process_cpu_seconds() - cpu_started;
     let stats = client.stats();
     for writer in writers {
         if let Ok(writer) = Arc::try_unwrap(writer) {
@@ -223,6 +263,9 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
         let _ = block_on(client.delete_log(&log_name(i)));
     }
     client.shutdown();
+    if let Some(dir) = temp_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     if let Some(err) = first_error {
         return Err(BenchError::Failed(format!(
             "{errors} appends failed; first: {err}"
@@ -230,32 +273,14 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
     }
 
     let avg_fragment_bytes = stats.bytes_uploaded / stats.fragments_uploaded.max(1);
-    let raw = if raw_applies {
-        let object_bytes = match raw_before {
-            Some(_) => args.fragment_bytes,
-            None => (avg_fragment_bytes as usize).max(1),
-        };
-        let after = timed_raw_puts(factory, object_bytes, raw_inflight, raw_duration)?;
-        Some((object_bytes, raw_inflight, after))
-    } else {
-        None
-    };
-    if let Some(dir) = temp_dir {
-        let _ = std::fs::remove_dir_all(dir);
-    }
     let payload_bytes = entries as f64 * args.entry_bytes as f64;
     let throughput_mb_s = payload_bytes / 1e6 / seconds;
-    let raw_put_mb_s_after = raw.as_ref().map(|(_, _, (r, _))| r.mb_s);
-    let raw_put_mb_s_before = raw_before.as_ref().map(|(r, _)| r.mb_s);
-    let raw_put_cpu_s_per_gb = match (&raw_before, &raw) {
-        (Some((_, before)), Some((_, _, (_, after)))) => Some((before + after) / 2.0),
-        (None, Some((_, _, (_, after)))) => Some(*after),
-        _ => None,
+    let mean = |values: Vec<f64>| -> Option<f64> {
+        (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
     };
-    let raw_put_mb_s = match (raw_put_mb_s_before, raw_put_mb_s_after) {
-        (Some(before), Some(after)) => Some((before + after) / 2.0),
-        (_, after) => after,
-    };
+    let raw_put_mb_s_phases: Vec<f64> = raw_phases.iter().map(|(r, _)| r.mb_s).collect();
+    let raw_put_mb_s = mean(raw_put_mb_s_phases.clone());
+    let raw_put_cpu_s_per_gb = mean(raw_phases.iter().map(|(_, cpu)| *cpu).collect());
     Ok(WriteReport {
         store: args.store.clone(),
         logs: args.logs,
@@ -272,17 +297,17 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
         entries,
         errors,
         throughput_mb_s,
+        throughput_mb_s_rounds: round_mb_s,
         entries_per_s: entries as f64 / seconds,
         ack_latency_ms: LatencyMs::from_histogram(&histogram),
         fragments: stats.fragments_uploaded,
         avg_fragment_bytes,
         upload_retries: stats.upload_retries,
-        raw_object_bytes: raw.as_ref().map(|(b, _, _)| *b),
-        raw_inflight: raw.as_ref().map(|(_, i, _)| *i),
+        raw_object_bytes: raw_applies.then_some(raw_object_bytes),
+        raw_inflight: raw_applies.then_some(raw_inflight),
         raw_put_mb_s,
-        raw_put_mb_s_before,
-        raw_put_mb_s_after,
-        raw_put_latency_ms: raw.as_ref().map(|(_, _, (r, _))| r.latency_ms),
+        raw_put_mb_s_phases,
+        raw_put_latency_ms: raw_phases.last().map(|(r, _)| r.latency_ms),
         cpu_s_per_gb: cpu_seconds / (payload_bytes / 1e9).max(1e-9),
         raw_put_cpu_s_per_gb,
         ratio_to_raw: raw_put_mb_s.map(|r| throughput_mb_s / r),
@@ -455,6 +480,14 @@ pub fn print_summary(report: &WriteReport) {
         report.avg_fragment_bytes,
         report.upload_retries
     );
+    if report.throughput_mb_s_rounds.len() > 1 {
+        let rounds: Vec<String> = report
+            .throughput_mb_s_rounds
+            .iter()
+            .map(|r| format!("{r:.1}"))
+            .collect();
+        println!("  engine rounds MB/s: [{}]", rounds.join(", "));
+    }
     let l = &report.ack_latency_ms;
     println!(
         "  ack latency ms: p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}",
@@ -462,10 +495,12 @@ pub fn print_summary(report: &WriteReport) {
     );
     if let (Some(raw), Some(ratio)) = (report.raw_put_mb_s, report.ratio_to_raw) {
         let p99 = report.raw_put_latency_ms.map_or(0.0, |l| l.p99);
-        let before = report.raw_put_mb_s_before.map_or(String::new(), |b| {
-            let after = report.raw_put_mb_s_after.unwrap_or(0.0);
-            format!(", mean of {b:.1} before and {after:.1} after")
-        });
+        let phases: Vec<String> = report
+            .raw_put_mb_s_phases
+            .iter()
+            .map(|p| format!("{p:.1}"))
+            .collect();
+        let before = format!(", mean of [{}]", phases.join(", "));
         println!(
             "  raw PUT {:.1} MB/s{before} ({} B x {} in flight, p99 {:.2} ms); engine/raw = {:.3}",
             raw,
