@@ -89,6 +89,8 @@ fn bench_write(store: &str) -> serde_json::Value {
             "65536",
             "--flush-interval-ms",
             "2",
+            "--rounds",
+            "2",
             "--json",
         ])
         .output()
@@ -112,8 +114,24 @@ fn check_write(report: &serde_json::Value, with_raw: bool) {
             "{report}"
         );
     }
+    assert_eq!(
+        report["throughput_mb_s_rounds"].as_array().unwrap().len(),
+        2
+    );
+    assert!(report["cpu_s_per_gb"].as_f64().unwrap() > 0.0, "{report}");
     if with_raw {
         assert!(report["raw_put_mb_s"].as_f64().unwrap() > 0.0, "{report}");
+        // Raw phases before, between and after the two engine rounds; the
+        // baseline is their mean.
+        let phases: Vec<f64> = report["raw_put_mb_s_phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_f64().unwrap())
+            .collect();
+        assert_eq!(phases.len(), 3, "{report}");
+        let mean = phases.iter().sum::<f64>() / 3.0;
+        assert!((report["raw_put_mb_s"].as_f64().unwrap() - mean).abs() < 1e-9);
         let ratio = report["ratio_to_raw"].as_f64().unwrap();
         let expected =
             report["throughput_mb_s"].as_f64().unwrap() / report["raw_put_mb_s"].as_f64().unwrap();
@@ -152,6 +170,8 @@ fn bench_read_local_and_s3() {
                 "100",
                 "--fragment-bytes",
                 "262144",
+                "--rounds",
+                "2",
                 "--json",
             ])
             .output()
@@ -163,6 +183,11 @@ fn bench_read_local_and_s3() {
         );
         let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         assert!(report["entries"].as_u64().unwrap() >= 2900, "{report}");
+        assert_eq!(
+            report["throughput_mb_s_rounds"].as_array().unwrap().len(),
+            2
+        );
+        assert_eq!(report["raw_get_mb_s_phases"].as_array().unwrap().len(), 3);
         assert!(report["throughput_mb_s"].as_f64().unwrap() > 0.0);
         assert!(report["raw_get_mb_s"].as_f64().unwrap() > 0.0);
         assert!(report["ratio_to_raw"].as_f64().unwrap() > 0.0);

@@ -1,6 +1,6 @@
 //! `bench read`: catch-up read throughput of a prepared log against raw
-//! parallel GETs of the same objects in the same run (before and after the
-//! catch-up, averaged), and tail latency
+//! parallel GETs of the same objects in the same run (catch-up rounds
+//! alternating with raw phases, raw first and last), and tail latency
 //! (acknowledgement to the reader seeing the entry) for a reader in the
 //! writer's client and for a reader in a second client, which polls the
 //! store exactly as a reader in another process does.
@@ -38,6 +38,10 @@ pub struct ReadArgs {
     /// Seconds of each tail-latency phase (and the catch-up limit).
     #[arg(long, default_value_t = 5)]
     pub duration_s: u64,
+    /// Catch-up reads of the whole log, alternating with raw GET phases
+    /// (raw first and last).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Entries per second appended during the tail phases.
     #[arg(long, default_value_t = 500.0)]
     pub tail_rate: f64,
@@ -59,15 +63,18 @@ pub struct ReadReport {
     pub entries: u64,
     pub seconds: f64,
     pub throughput_mb_s: f64,
+    /// Each catch-up round's throughput, in order.
+    pub throughput_mb_s_rounds: Vec<f64>,
     pub fragments: usize,
     pub raw_get_mb_s: Option<f64>,
-    pub raw_get_mb_s_before: Option<f64>,
-    pub raw_get_mb_s_after: Option<f64>,
+    /// Each raw GET phase in order (first and last, alternating with the
+    /// catch-up rounds).
+    pub raw_get_mb_s_phases: Vec<f64>,
     pub raw_get_inflight: usize,
     pub ratio_to_raw: Option<f64>,
     /// Client CPU seconds (all threads) per GB read during the catch-up.
     pub cpu_s_per_gb: f64,
-    /// The same for the raw GETs (average of both rounds).
+    /// The same for the raw GETs (mean of the phases).
     pub raw_get_cpu_s_per_gb: Option<f64>,
     pub tail_latency_ms: LatencyMs,
     pub tail_latency_cross_ms: LatencyMs,
@@ -75,6 +82,7 @@ pub struct ReadReport {
 
 pub fn run(args: ReadArgs) -> Result<ReadReport, BenchError> {
     if args.entry_bytes == 0
+        || args.rounds == 0
         || args.prepare_mb == 0
         || args.duration_s == 0
         || !args.tail_rate.is_finite()
@@ -119,44 +127,57 @@ pub fn run(args: ReadArgs) -> Result<ReadReport, BenchError> {
     block_on(futures::future::try_join_all(pending)).map_err(failed("prepare"))?;
     block_on(writer.close()).map_err(failed("close"))?;
 
-    // Raw GETs of the same fragment objects with the reader's parallelism,
-    // before and after the catch-up read (averaged: neither side gets the
-    // warmer caches).
+    // Catch-up reads of the whole log alternate with raw GETs of the same
+    // fragment objects with the reader's parallelism (raw first and last),
+    // so drift of a shared machine or store favours neither side.
     let inflight = config.reader_prefetch_fragments();
-    let (fragments, raw_before, raw_cpu_before) =
-        raw_gets(&factory, &config, meta.clone(), name, inflight)?;
-
-    // Catch-up read.
+    let mut raw_phases = Vec::new();
+    let (fragments, raw_mb_s, raw_cpu) = raw_gets(&factory, &config, meta.clone(), name, inflight)?;
+    raw_phases.push((raw_mb_s, raw_cpu));
     let limit = Duration::from_secs(args.duration_s.max(60));
-    let started = Instant::now();
-    let cpu_started = crate::process_cpu_seconds();
-    let mut reader =
-        block_on(client.open_reader(name, StartAt::Earliest)).map_err(failed("open reader"))?;
-    let (mut read, mut bytes) = (0u64, 0u64);
-    while read < entries && started.elapsed() < limit {
-        let batch = block_on(reader.read_batch(8 << 20)).map_err(failed("read"))?;
-        for entry in &batch {
-            if entry.offset != read || entry.payload.len() != args.entry_bytes {
-                return Err(BenchError::Failed(format!(
-                    "entry {} is not what was written",
-                    entry.offset
-                )));
+    let (mut seconds, mut cpu_seconds, mut bytes) = (0.0, 0.0, 0u64);
+    let mut read = 0;
+    let mut round_mb_s = Vec::new();
+    for _ in 0..args.rounds {
+        let started = Instant::now();
+        let cpu_started = crate::process_cpu_seconds();
+        let mut reader =
+            block_on(client.open_reader(name, StartAt::Earliest)).map_err(failed("open reader"))?;
+        let (mut round_read, mut round_bytes) = (0u64, 0u64);
+        while round_read < entries && started.elapsed() < limit {
+            let batch = block_on(reader.read_batch(8 << 20)).map_err(failed("read"))?;
+            for entry in &batch {
+                if entry.offset != round_read || entry.payload.len() != args.entry_bytes {
+                    return Err(BenchError::Failed(format!(
+                        "entry {} is not what was written",
+                        entry.offset
+                    )));
+                }
+                round_read += 1;
+                round_bytes += entry.payload.len() as u64;
             }
-            read += 1;
-            bytes += entry.payload.len() as u64;
         }
+        let round_seconds = started.elapsed().as_secs_f64();
+        cpu_seconds += crate::process_cpu_seconds() - cpu_started;
+        drop(reader);
+        seconds += round_seconds;
+        bytes += round_bytes;
+        read = round_read;
+        round_mb_s.push(round_bytes as f64 / 1e6 / round_seconds);
+        let (_, raw_mb_s, raw_cpu) = raw_gets(&factory, &config, meta.clone(), name, inflight)?;
+        raw_phases.push((raw_mb_s, raw_cpu));
     }
-    let seconds = started.elapsed().as_secs_f64();
-    let cpu_s_per_gb = (crate::process_cpu_seconds() - cpu_started) / (bytes as f64 / 1e9);
-    drop(reader);
     let throughput_mb_s = bytes as f64 / 1e6 / seconds;
-
-    let (_, raw_after, raw_cpu_after) = raw_gets(&factory, &config, meta.clone(), name, inflight)?;
-    let average = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) => Some((a + b) / 2.0),
-        _ => None,
+    let cpu_s_per_gb = cpu_seconds / (bytes as f64 / 1e9).max(1e-9);
+    let mean = |values: Vec<Option<f64>>| -> Option<f64> {
+        let values: Option<Vec<f64>> = values.into_iter().collect();
+        values
+            .filter(|v| !v.is_empty())
+            .map(|v| v.iter().sum::<f64>() / v.len() as f64)
     };
-    let raw_get_mb_s = average(raw_before, raw_after);
+    let raw_get_mb_s_phases: Vec<f64> = raw_phases.iter().filter_map(|(r, _)| *r).collect();
+    let raw_get_mb_s = mean(raw_phases.iter().map(|(r, _)| *r).collect());
+    let raw_get_cpu_s_per_gb = mean(raw_phases.iter().map(|(_, c)| *c).collect());
 
     // Tail latency, in the writer's client and from a second client.
     let writer = block_on(client.open_writer(name)).map_err(failed("open writer"))?;
@@ -177,12 +198,12 @@ pub fn run(args: ReadArgs) -> Result<ReadReport, BenchError> {
         throughput_mb_s,
         fragments,
         raw_get_mb_s,
-        raw_get_mb_s_before: raw_before,
-        raw_get_mb_s_after: raw_after,
+        raw_get_mb_s_phases,
         raw_get_inflight: inflight,
         ratio_to_raw: raw_get_mb_s.map(|raw| throughput_mb_s / raw),
+        throughput_mb_s_rounds: round_mb_s,
         cpu_s_per_gb,
-        raw_get_cpu_s_per_gb: average(raw_cpu_before, raw_cpu_after),
+        raw_get_cpu_s_per_gb,
         tail_latency_ms: tail_in,
         tail_latency_cross_ms: tail_cross,
     })
@@ -318,6 +339,18 @@ pub fn print_summary(report: &ReadReport) {
     println!(
         "read: store={} entry={} B, {} entries, {} fragments",
         report.store, report.entry_bytes, report.entries, report.fragments
+    );
+    let rounds: Vec<String> = report
+        .throughput_mb_s_rounds
+        .iter()
+        .chain(&report.raw_get_mb_s_phases)
+        .map(|r| format!("{r:.1}"))
+        .collect();
+    let (catch_up, raw) = rounds.split_at(report.throughput_mb_s_rounds.len());
+    println!(
+        "  catch-up rounds MB/s: [{}]; raw GET phases MB/s: [{}]",
+        catch_up.join(", "),
+        raw.join(", ")
     );
     println!(
         "  catch-up {:.1} MB/s over {:.1} s; raw GET {} ({} in flight); engine/raw = {}",

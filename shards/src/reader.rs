@@ -162,9 +162,9 @@ pub(crate) struct UncheckedFragment {
 }
 
 impl UncheckedFragment {
-    /// Checks the whole fragment (every checksum) and returns entries
-    /// `from..to`, or Corrupt.
-    fn check(self) -> Result<Vec<ReadEntry>> {
+    /// Checks the whole fragment (every checksum) and appends entries
+    /// `from..to` to `ready`, or returns Corrupt (adding nothing).
+    fn check_into(self, ready: &mut VecDeque<ReadEntry>) -> Result<()> {
         let bytes = &self.bytes;
         let decoded =
             DecodedFragment::decode(bytes).map_err(|e| corrupt(format!("{}: {e}", self.key)))?;
@@ -180,11 +180,8 @@ impl UncheckedFragment {
         }
         let skip = (self.from - header.first_offset) as usize;
         let take = (self.to - self.from) as usize;
-        Ok(decoded
-            .entries()
-            .skip(skip)
-            .take(take)
-            .map(|e| ReadEntry {
+        ready.extend(decoded.entries().skip(skip).take(take).map(|e| {
+            ReadEntry {
                 offset: e.offset,
                 payload: bytes.slice_ref(e.payload),
                 properties: e
@@ -192,8 +189,9 @@ impl UncheckedFragment {
                     .iter()
                     .map(|(k, v)| (bytes.slice_ref(k), bytes.slice_ref(v)))
                     .collect(),
-            })
-            .collect())
+            }
+        }));
+        Ok(())
     }
 }
 
@@ -271,16 +269,18 @@ impl LogReader {
         if self.ready.is_empty() {
             self.fill().await?;
         }
-        let mut batch = Vec::new();
+        // At least one entry, then as many as fit in `max_bytes`.
         let mut bytes = 0;
-        while let Some(entry) = self.ready.front() {
-            if !batch.is_empty() && bytes + entry.payload.len() > max_bytes {
-                break;
-            }
-            bytes += entry.payload.len();
-            batch.push(self.ready.pop_front().expect("checked"));
-        }
-        Ok(batch)
+        let count = self
+            .ready
+            .iter()
+            .enumerate()
+            .take_while(|(i, entry)| {
+                bytes += entry.payload.len();
+                *i == 0 || bytes <= max_bytes
+            })
+            .count();
+        Ok(self.ready.drain(..count).collect())
     }
 
     /// Blocking [`Self::next`].
@@ -317,14 +317,14 @@ impl LogReader {
 
     fn accept(&mut self, item: ReaderItem) -> Result<()> {
         let checked = item.and_then(|delivery| match delivery {
-            Delivery::Entries(entries) => Ok(entries),
-            Delivery::Fragment(fragment) => fragment.check(),
-        });
-        match checked {
-            Ok(entries) => {
+            Delivery::Entries(entries) => {
                 self.ready.extend(entries);
                 Ok(())
             }
+            Delivery::Fragment(fragment) => fragment.check_into(&mut self.ready),
+        });
+        match checked {
+            Ok(()) => Ok(()),
             Err(err) => {
                 self.failed = Some(err.clone());
                 Err(err)
