@@ -37,6 +37,10 @@ pub struct RawArgs {
     /// Seconds per phase, at most.
     #[arg(long, default_value_t = 20)]
     pub duration_s: u64,
+    /// PUT as the engine does: If-None-Match (put-if-absent) with an
+    /// x-amz-checksum-crc32c the server verifies.
+    #[arg(long)]
+    pub conditional: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -99,7 +103,7 @@ pub fn run(args: RawArgs) -> Result<RawReport, BenchError> {
                 duration: Duration::from_secs(args.duration_s),
                 inflight,
             };
-            let put = put_phase(&store, &prefix, &data, &limits).await?;
+            let put = put_phase(&store, &prefix, &data, &limits, args.conditional).await?;
             let get = get_phase(&store, &prefix, put.objects, &limits, data.len()).await?;
             for i in 0..put.objects {
                 store.delete(&key(&prefix, i)).await?;
@@ -219,14 +223,25 @@ where
     })
 }
 
+/// PUTs `data` under numbered keys; `conditional` as the engine uploads
+/// fragments (put-if-absent with the CRC32C checksum).
 pub(crate) async fn put_phase(
     store: &Rc<dyn ObjectStore>,
     prefix: &str,
     data: &Bytes,
     limits: &Limits,
+    conditional: bool,
 ) -> Result<PhaseReport, BenchError> {
+    let crc = crc32c::crc32c(data);
     drive(limits, limits.objects, |i| async move {
-        store.put(&key(prefix, i), data.clone()).await?;
+        let key = key(prefix, i);
+        if conditional {
+            store
+                .put_if_absent_with_crc32c(&key, data.clone(), crc)
+                .await?;
+        } else {
+            store.put(&key, data.clone()).await?;
+        }
         Ok(data.len() as u64)
     })
     .await

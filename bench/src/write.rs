@@ -2,12 +2,11 @@
 //! the same run, the raw PUT throughput of the same store with the same
 //! object size (the engine's average fragment) and the same parallelism.
 //!
-//! At full speed (no `--rate`) the engine runs in `--rounds` phases that
-//! alternate with raw PUT phases of `fragment_bytes` objects (raw first and
-//! last); the baseline is the mean of the raw phases, so a machine or store
-//! that drifts during the run favours neither side. With `--rate` (a
-//! latency run) the raw PUTs run once, after, with the engine's average
-//! fragment size.
+//! The engine runs in `--rounds` phases (one with `--rate`), each followed
+//! by a raw PUT phase with objects of the engine's average fragment size so
+//! far and the same parallelism; the baseline is the mean of the raw
+//! phases, so a machine or store that drifts during the run favours
+//! neither side.
 //!
 //! Appenders are plain threads, each with a tokio current-thread runtime
 //! (the engine's futures are runtime-agnostic), each keeping up to
@@ -67,9 +66,9 @@ pub struct WriteArgs {
     /// Seconds of appending (in all rounds together).
     #[arg(long, default_value_t = 10)]
     pub duration_s: u64,
-    /// Engine phases at full speed, alternating with raw PUT phases (raw
-    /// first and last); ignored with --rate.
-    #[arg(long, default_value_t = 3)]
+    /// Engine phases at full speed, each followed by a raw PUT phase;
+    /// ignored with --rate (one round).
+    #[arg(long, default_value_t = 4)]
     pub rounds: usize,
     #[arg(long, default_value_t = 10)]
     pub flush_interval_ms: u64,
@@ -112,11 +111,15 @@ pub struct WriteReport {
     pub fragments: u64,
     pub avg_fragment_bytes: u64,
     pub upload_retries: u64,
+    /// Mean time of one fragment upload, start to durable.
+    pub upload_latency_mean_ms: f64,
+    /// Uploads in flight on average over the engine phases (at most
+    /// uploads_in_flight_max per log).
+    pub uploads_in_flight_mean: f64,
     pub raw_object_bytes: Option<usize>,
     pub raw_inflight: Option<usize>,
     pub raw_put_mb_s: Option<f64>,
-    /// Each raw PUT phase in order (raw first and last, alternating with
-    /// the engine's rounds).
+    /// Each raw PUT phase in order (one after each engine round).
     pub raw_put_mb_s_phases: Vec<f64>,
     pub raw_put_latency_ms: Option<LatencyMs>,
     /// Client CPU seconds (all threads: appenders, shards) per GB of
@@ -183,22 +186,14 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
     config.validate().map_err(BenchError::Invalid)?;
     let raw_applies = !args.no_raw && !matches!(args.store.as_str(), "memory" | "null");
     let raw_inflight = args.uploads_in_flight * args.logs;
-    // At full speed the engine and raw PUTs alternate (raw first and last),
-    // so drift of a shared machine or store favours neither. With --rate
-    // (a latency run) the raw PUTs run once, after, with the engine's
-    // average fragment size.
+    // At full speed the engine and raw PUTs alternate, so drift of a shared
+    // machine or store favours neither; each raw phase PUTs objects of the
+    // engine's average fragment size so far. With --rate (a latency run)
+    // there is one round.
     let rounds = if args.rate.is_none() { args.rounds } else { 1 };
     let round_duration = Duration::from_secs_f64(args.duration_s as f64 / rounds as f64);
     let raw_duration = RAW_PHASE_LIMIT.min(round_duration);
     let mut raw_phases: Vec<(raw::PhaseReport, f64)> = Vec::new();
-    if raw_applies && args.rate.is_none() {
-        raw_phases.push(timed_raw_puts(
-            factory.clone(),
-            args.fragment_bytes,
-            raw_inflight,
-            raw_duration,
-        )?);
-    }
     let meta: Arc<dyn MetaStore> = Arc::new(MemoryMeta::new());
     let client = Client::start(config.clone(), factory.clone(), meta)
         .map_err(|e| BenchError::Failed(format!("starting the client: {e}")))?;
@@ -209,6 +204,7 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
     let (mut entries, mut errors, mut first_error) = (0u64, 0u64, None);
     let (mut seconds, mut cpu_seconds) = (0.0, 0.0);
     let mut round_mb_s = Vec::new();
+    let stats_started = client.stats();
     let mut raw_object_bytes = args.fragment_bytes;
     for _ in 0..rounds {
         let started = Instant::now();
@@ -240,10 +236,9 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
             break;
         }
         if raw_applies {
-            if args.rate.is_some() {
-                let stats = client.stats();
-                raw_object_bytes =
-                    ((stats.bytes_uploaded / stats.fragments_uploaded.max(1)) as usize).max(1);
+            let stats = client.stats();
+            if let Some(average) = stats.bytes_uploaded.checked_div(stats.fragments_uploaded) {
+                raw_object_bytes = (average as usize).max(1);
             }
             raw_phases.push(timed_raw_puts(
                 factory.clone(),
@@ -273,6 +268,8 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
     }
 
     let avg_fragment_bytes = stats.bytes_uploaded / stats.fragments_uploaded.max(1);
+    let upload_micros = stats.upload_micros - stats_started.upload_micros;
+    let uploads = stats.fragments_uploaded - stats_started.fragments_uploaded;
     let payload_bytes = entries as f64 * args.entry_bytes as f64;
     let throughput_mb_s = payload_bytes / 1e6 / seconds;
     let mean = |values: Vec<f64>| -> Option<f64> {
@@ -303,6 +300,8 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
         fragments: stats.fragments_uploaded,
         avg_fragment_bytes,
         upload_retries: stats.upload_retries,
+        upload_latency_mean_ms: upload_micros as f64 / 1e3 / uploads.max(1) as f64,
+        uploads_in_flight_mean: upload_micros as f64 / 1e6 / seconds,
         raw_object_bytes: raw_applies.then_some(raw_object_bytes),
         raw_inflight: raw_applies.then_some(raw_inflight),
         raw_put_mb_s,
@@ -448,7 +447,7 @@ fn raw_puts(
             duration,
             inflight,
         };
-        let report = raw::put_phase(&store, &prefix, &data, &limits).await?;
+        let report = raw::put_phase(&store, &prefix, &data, &limits, false).await?;
         for i in 0..report.objects {
             store.delete(&raw::key(&prefix, i)).await?;
         }
@@ -479,6 +478,10 @@ pub fn print_summary(report: &WriteReport) {
         report.fragments,
         report.avg_fragment_bytes,
         report.upload_retries
+    );
+    println!(
+        "  uploads: mean {:.1} ms each, {:.2} in flight on average",
+        report.upload_latency_mean_ms, report.uploads_in_flight_mean
     );
     if report.throughput_mb_s_rounds.len() > 1 {
         let rounds: Vec<String> = report

@@ -162,6 +162,7 @@ pub struct Stats {
     fragments_uploaded: AtomicU64,
     bytes_uploaded: AtomicU64,
     upload_retries: AtomicU64,
+    upload_micros: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -173,6 +174,10 @@ pub struct StatsSnapshot {
     pub bytes_uploaded: u64,
     /// Upload attempts that failed and were retried.
     pub upload_retries: u64,
+    /// Time spent by uploads that succeeded, from start to durable
+    /// (microseconds, summed over uploads): divided by the fragments it is
+    /// the mean upload latency, by wall time the mean uploads in flight.
+    pub upload_micros: u64,
 }
 
 impl Stats {
@@ -181,6 +186,7 @@ impl Stats {
             fragments_uploaded: self.fragments_uploaded.load(Ordering::Relaxed),
             bytes_uploaded: self.bytes_uploaded.load(Ordering::Relaxed),
             upload_retries: self.upload_retries.load(Ordering::Relaxed),
+            upload_micros: self.upload_micros.load(Ordering::Relaxed),
         }
     }
 }
@@ -622,11 +628,14 @@ impl LogDriver {
             let crc32c = pending.crc32c;
             glommio::spawn_local(async move {
                 let len = data.len() as u64;
+                let started = std::time::Instant::now();
                 let outcome =
                     upload_fragment(&*store, &config, &stats, &key, data.clone(), crc32c).await;
                 if outcome.is_ok() {
                     stats.fragments_uploaded.fetch_add(1, Ordering::Relaxed);
                     stats.bytes_uploaded.fetch_add(len, Ordering::Relaxed);
+                    let micros = started.elapsed().as_micros() as u64;
+                    stats.upload_micros.fetch_add(micros, Ordering::Relaxed);
                 }
                 completions.push(seq, outcome.map(|()| data));
             })
