@@ -815,7 +815,11 @@ impl LogDriver {
         let ring = self.ring.clone();
         let completions = self.completions.clone();
         let pool = self.services.pool.clone();
-        let ring_was_closed = ring.is_closed();
+        // A closed ring wakes the driver until it has begun closing (the
+        // writer may have gone away after this turn's check; remembering
+        // "closed when the wait began" instead lost that wake-up and left
+        // the driver, and its shard's shutdown, waiting forever).
+        let close_handled = self.closing.is_some();
         poll_fn(|cx| {
             if let Some(timer) = timer.as_mut() {
                 if Pin::new(timer).poll(cx).is_ready() {
@@ -831,8 +835,7 @@ impl LogDriver {
                     return Poll::Ready(());
                 }
             } else if ring.is_closed() {
-                // Nothing can arrive any more; wake once for the closing itself.
-                if !ring_was_closed {
+                if !close_handled {
                     return Poll::Ready(());
                 }
             } else if ring.poll_ready(cx).is_ready() {
