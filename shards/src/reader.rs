@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 use woodpecker_engine::format::fragment::{
-    decode_entry, DecodedFragment, FragmentHeader, FragmentTail, FRAGMENT_HEADER_BYTES,
+    decode_entry, DecodedFragment, EntryRef, FragmentHeader, FragmentTail, FRAGMENT_HEADER_BYTES,
 };
 use woodpecker_engine::format::marker::FENCE_MARKER_BYTES;
 use woodpecker_engine::layout::ListedFragment;
@@ -61,6 +61,22 @@ pub struct ReadEntry {
     pub offset: u64,
     pub payload: Bytes,
     pub properties: Vec<(Bytes, Bytes)>,
+}
+
+impl ReadEntry {
+    /// The entry `entry`, whose payload and properties lie in `bytes`, as
+    /// slices of `bytes` (no copies).
+    fn slice_of(bytes: &Bytes, entry: EntryRef<'_>) -> ReadEntry {
+        ReadEntry {
+            offset: entry.offset,
+            payload: bytes.slice_ref(entry.payload),
+            properties: entry
+                .properties
+                .iter()
+                .map(|(k, v)| (bytes.slice_ref(k), bytes.slice_ref(v)))
+                .collect(),
+        }
+    }
 }
 
 /// How the writer in the same client tells readers that entries became
@@ -149,13 +165,11 @@ enum Fetched {
     Whole(Bytes),
 }
 
-/// A fetched whole fragment and the entries of it the caller is owed.
+/// A fetched whole fragment and the entries of it the caller is owed. Its
+/// header was checked against the key on the shard (the same bytes).
 pub(crate) struct UncheckedFragment {
     key: String,
     bytes: Bytes,
-    log_id: u64,
-    segment_id: SegmentId,
-    index: u64,
     /// Entries `from..to` (log offsets) are returned.
     from: u64,
     to: u64,
@@ -168,29 +182,15 @@ impl UncheckedFragment {
         let bytes = &self.bytes;
         let decoded =
             DecodedFragment::decode(bytes).map_err(|e| corrupt(format!("{}: {e}", self.key)))?;
-        let header = decoded.header;
-        if header.log_id != self.log_id
-            || header.segment_id != self.segment_id
-            || header.fragment_index != self.index
-        {
-            return Err(corrupt(format!(
-                "{}: header does not match its key",
-                self.key
-            )));
-        }
-        let skip = (self.from - header.first_offset) as usize;
+        let skip = (self.from - decoded.header.first_offset) as usize;
         let take = (self.to - self.from) as usize;
-        ready.extend(decoded.entries().skip(skip).take(take).map(|e| {
-            ReadEntry {
-                offset: e.offset,
-                payload: bytes.slice_ref(e.payload),
-                properties: e
-                    .properties
-                    .iter()
-                    .map(|(k, v)| (bytes.slice_ref(k), bytes.slice_ref(v)))
-                    .collect(),
-            }
-        }));
+        ready.extend(
+            decoded
+                .entries()
+                .skip(skip)
+                .take(take)
+                .map(|e| ReadEntry::slice_of(bytes, e)),
+        );
         Ok(())
     }
 }
@@ -647,9 +647,6 @@ impl ReaderTask {
         let whole = UncheckedFragment {
             key: fragment.key.clone(),
             bytes,
-            log_id: self.log.id,
-            segment_id: segment.id,
-            index: fragment.index,
             from: first,
             to: stop,
         };
@@ -747,15 +744,7 @@ async fn fetch_from(
     for i in skip..header.entry_count as usize {
         let offset = header.first_offset + i as u64;
         let (entry, used) = decode_entry(&bytes[at..], offset).map_err(bad)?;
-        entries.push(ReadEntry {
-            offset,
-            payload: bytes.slice_ref(entry.payload),
-            properties: entry
-                .properties
-                .iter()
-                .map(|(k, v)| (bytes.slice_ref(k), bytes.slice_ref(v)))
-                .collect(),
-        });
+        entries.push(ReadEntry::slice_of(&bytes, entry));
         at += used;
     }
     if at != bytes.len() {

@@ -412,12 +412,12 @@ impl FragmentHeader {
         self.flags & FRAGMENT_FLAG_LAST_OF_SEGMENT != 0
     }
 
-    /// Total length of the fragment this header describes.
     /// The log offset after this fragment's last entry.
     pub fn end_offset(&self) -> u64 {
         self.first_offset + self.entry_count as u64
     }
 
+    /// Total length of the fragment this header describes.
     pub fn fragment_bytes(&self) -> u64 {
         FRAGMENT_HEADER_BYTES as u64
             + self.entries_bytes

@@ -5,8 +5,8 @@
 //! bytes may be a pooled buffer). Large objects are copied on a separate
 //! thread, the way a real store receives bytes on its own CPUs rather than
 //! the client's: a store that keeps everything needs fresh memory at the
-//! write rate, and the kernel's page allocation and zeroing (about 1.4 GB/s
-//! per core on the development VM) would otherwise be charged to the
+//! write rate, and the kernel's page allocation and zeroing (about 1.25 GB/s
+//! per thread on the development VM) would otherwise be charged to the
 //! writing shard.
 
 use super::{
