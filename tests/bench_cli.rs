@@ -3,13 +3,28 @@
 
 use std::process::Command;
 
-fn bench_raw(store: &str) -> serde_json::Value {
+/// Runs `woodpecker bench <kind> --store <store> <args> --json`; the
+/// report it printed.
+fn bench_json(kind: &str, store: &str, args: &[&str]) -> serde_json::Value {
     let output = Command::new(env!("CARGO_BIN_EXE_woodpecker"))
-        .args([
-            "bench",
-            "raw",
-            "--store",
-            store,
+        .args(["bench", kind, "--store", store])
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("running woodpecker");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "bench {kind} --store {store} failed: {stderr}"
+    );
+    serde_json::from_slice(&output.stdout).expect("one JSON object on stdout")
+}
+
+fn bench_raw(store: &str) -> serde_json::Value {
+    bench_json(
+        "raw",
+        store,
+        &[
             "--object-bytes",
             "65536",
             "--inflight",
@@ -18,16 +33,8 @@ fn bench_raw(store: &str) -> serde_json::Value {
             "8",
             "--duration-s",
             "20",
-            "--json",
-        ])
-        .output()
-        .expect("running woodpecker");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "bench raw --store {store} failed: {stderr}"
-    );
-    serde_json::from_slice(&output.stdout).expect("one JSON object on stdout")
+        ],
+    )
 }
 
 fn check(report: &serde_json::Value, store: &str) {
@@ -73,12 +80,10 @@ fn bench_rejects_bad_arguments_clearly() {
 }
 
 fn bench_write(store: &str) -> serde_json::Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_woodpecker"))
-        .args([
-            "bench",
-            "write",
-            "--store",
-            store,
+    bench_json(
+        "write",
+        store,
+        &[
             "--entry-bytes",
             "512",
             "--duration-s",
@@ -91,16 +96,8 @@ fn bench_write(store: &str) -> serde_json::Value {
             "2",
             "--rounds",
             "2",
-            "--json",
-        ])
-        .output()
-        .expect("running woodpecker");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "bench write --store {store} failed: {stderr}"
-    );
-    serde_json::from_slice(&output.stdout).expect("one JSON object on stdout")
+        ],
+    )
 }
 
 fn check_write(report: &serde_json::Value, with_raw: bool) {
@@ -156,12 +153,10 @@ fn bench_write_every_store() {
 #[test]
 fn bench_read_local_and_s3() {
     for store in ["local", "s3"] {
-        let output = Command::new(env!("CARGO_BIN_EXE_woodpecker"))
-            .args([
-                "bench",
-                "read",
-                "--store",
-                store,
+        let report = bench_json(
+            "read",
+            store,
+            &[
                 "--prepare-mb",
                 "3",
                 "--duration-s",
@@ -172,16 +167,8 @@ fn bench_read_local_and_s3() {
                 "262144",
                 "--rounds",
                 "2",
-                "--json",
-            ])
-            .output()
-            .expect("running woodpecker");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            output.status.success(),
-            "bench read --store {store} failed: {stderr}"
+            ],
         );
-        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         assert!(report["entries"].as_u64().unwrap() >= 2900, "{report}");
         assert_eq!(
             report["throughput_mb_s_rounds"].as_array().unwrap().len(),

@@ -36,42 +36,44 @@ pub fn run(command: BenchCommand) -> Result<(), BenchError> {
     match command {
         BenchCommand::Raw(args) => {
             let json = args.json;
-            let report = raw::run(args)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&report).expect("reports serialize")
-                );
-            } else {
-                raw::print_table(&report);
-            }
+            emit(json, &raw::run(args)?, raw::print_table);
         }
         BenchCommand::Write(args) => {
             let json = args.json;
-            let report = write::run(args)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&report).expect("reports serialize")
-                );
-            } else {
-                write::print_summary(&report);
-            }
+            emit(json, &write::run(args)?, write::print_summary);
         }
         BenchCommand::Read(args) => {
             let json = args.json;
-            let report = read::run(args)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&report).expect("reports serialize")
-                );
-            } else {
-                read::print_summary(&report);
-            }
+            emit(json, &read::run(args)?, read::print_summary);
         }
     }
     Ok(())
+}
+
+/// Prints a report as one JSON object, or as its readable summary.
+fn emit<R: serde::Serialize>(json: bool, report: &R, summary: fn(&R)) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(report).expect("reports serialize")
+        );
+    } else {
+        summary(report);
+    }
+}
+
+/// The mean, or `None` for no values.
+pub(crate) fn mean(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+/// Per-phase throughputs for a summary line: `a, b, c` (one decimal).
+pub(crate) fn mb_s_list(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:.1}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// CPU seconds (user + system) this process has used so far, all threads.

@@ -169,15 +169,11 @@ pub fn run(args: ReadArgs) -> Result<ReadReport, BenchError> {
     }
     let throughput_mb_s = bytes as f64 / 1e6 / seconds;
     let cpu_s_per_gb = cpu_seconds / (bytes as f64 / 1e9).max(1e-9);
-    let mean = |values: Vec<Option<f64>>| -> Option<f64> {
-        let values: Option<Vec<f64>> = values.into_iter().collect();
-        values
-            .filter(|v| !v.is_empty())
-            .map(|v| v.iter().sum::<f64>() / v.len() as f64)
-    };
+    // Every raw phase has figures, or none does (the null store).
     let raw_get_mb_s_phases: Vec<f64> = raw_phases.iter().filter_map(|(r, _)| *r).collect();
-    let raw_get_mb_s = mean(raw_phases.iter().map(|(r, _)| *r).collect());
-    let raw_get_cpu_s_per_gb = mean(raw_phases.iter().map(|(_, c)| *c).collect());
+    let raw_get_cpu: Vec<f64> = raw_phases.iter().filter_map(|(_, c)| *c).collect();
+    let raw_get_mb_s = crate::mean(&raw_get_mb_s_phases);
+    let raw_get_cpu_s_per_gb = crate::mean(&raw_get_cpu);
 
     // Tail latency, in the writer's client and from a second client.
     let writer = block_on(client.open_writer(name)).map_err(failed("open writer"))?;
@@ -340,17 +336,10 @@ pub fn print_summary(report: &ReadReport) {
         "read: store={} entry={} B, {} entries, {} fragments",
         report.store, report.entry_bytes, report.entries, report.fragments
     );
-    let rounds: Vec<String> = report
-        .throughput_mb_s_rounds
-        .iter()
-        .chain(&report.raw_get_mb_s_phases)
-        .map(|r| format!("{r:.1}"))
-        .collect();
-    let (catch_up, raw) = rounds.split_at(report.throughput_mb_s_rounds.len());
     println!(
         "  catch-up rounds MB/s: [{}]; raw GET phases MB/s: [{}]",
-        catch_up.join(", "),
-        raw.join(", ")
+        crate::mb_s_list(&report.throughput_mb_s_rounds),
+        crate::mb_s_list(&report.raw_get_mb_s_phases)
     );
     println!(
         "  catch-up {:.1} MB/s over {:.1} s; raw GET {} ({} in flight); engine/raw = {}",

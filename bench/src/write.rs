@@ -272,12 +272,10 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
     let uploads = stats.fragments_uploaded - stats_started.fragments_uploaded;
     let payload_bytes = entries as f64 * args.entry_bytes as f64;
     let throughput_mb_s = payload_bytes / 1e6 / seconds;
-    let mean = |values: Vec<f64>| -> Option<f64> {
-        (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
-    };
     let raw_put_mb_s_phases: Vec<f64> = raw_phases.iter().map(|(r, _)| r.mb_s).collect();
-    let raw_put_mb_s = mean(raw_put_mb_s_phases.clone());
-    let raw_put_cpu_s_per_gb = mean(raw_phases.iter().map(|(_, cpu)| *cpu).collect());
+    let raw_put_cpu: Vec<f64> = raw_phases.iter().map(|(_, cpu)| *cpu).collect();
+    let raw_put_mb_s = crate::mean(&raw_put_mb_s_phases);
+    let raw_put_cpu_s_per_gb = crate::mean(&raw_put_cpu);
     Ok(WriteReport {
         store: args.store.clone(),
         logs: args.logs,
@@ -484,12 +482,10 @@ pub fn print_summary(report: &WriteReport) {
         report.upload_latency_mean_ms, report.uploads_in_flight_mean
     );
     if report.throughput_mb_s_rounds.len() > 1 {
-        let rounds: Vec<String> = report
-            .throughput_mb_s_rounds
-            .iter()
-            .map(|r| format!("{r:.1}"))
-            .collect();
-        println!("  engine rounds MB/s: [{}]", rounds.join(", "));
+        println!(
+            "  engine rounds MB/s: [{}]",
+            crate::mb_s_list(&report.throughput_mb_s_rounds)
+        );
     }
     let l = &report.ack_latency_ms;
     println!(
@@ -498,15 +494,10 @@ pub fn print_summary(report: &WriteReport) {
     );
     if let (Some(raw), Some(ratio)) = (report.raw_put_mb_s, report.ratio_to_raw) {
         let p99 = report.raw_put_latency_ms.map_or(0.0, |l| l.p99);
-        let phases: Vec<String> = report
-            .raw_put_mb_s_phases
-            .iter()
-            .map(|p| format!("{p:.1}"))
-            .collect();
-        let before = format!(", mean of [{}]", phases.join(", "));
         println!(
-            "  raw PUT {:.1} MB/s{before} ({} B x {} in flight, p99 {:.2} ms); engine/raw = {:.3}",
+            "  raw PUT {:.1} MB/s, mean of [{}] ({} B x {} in flight, p99 {:.2} ms); engine/raw = {:.3}",
             raw,
+            crate::mb_s_list(&report.raw_put_mb_s_phases),
             report.raw_object_bytes.unwrap_or(0),
             report.raw_inflight.unwrap_or(0),
             p99,
