@@ -100,7 +100,7 @@ fn bench_write(store: &str) -> serde_json::Value {
     )
 }
 
-fn check_write(report: &serde_json::Value, with_raw: bool) {
+fn check_write_basics(report: &serde_json::Value) {
     assert!(report["entries"].as_u64().unwrap() > 0, "{report}");
     assert_eq!(report["errors"], 0);
     assert!(report["throughput_mb_s"].as_f64().unwrap() > 0.0);
@@ -111,11 +111,15 @@ fn check_write(report: &serde_json::Value, with_raw: bool) {
             "{report}"
         );
     }
+    assert!(report["cpu_s_per_gb"].as_f64().unwrap() > 0.0, "{report}");
+}
+
+fn check_write(report: &serde_json::Value, with_raw: bool) {
+    check_write_basics(report);
     assert_eq!(
         report["throughput_mb_s_rounds"].as_array().unwrap().len(),
         2
     );
-    assert!(report["cpu_s_per_gb"].as_f64().unwrap() > 0.0, "{report}");
     if with_raw {
         assert!(report["raw_put_mb_s"].as_f64().unwrap() > 0.0, "{report}");
         // A raw phase after each of the two engine rounds; the baseline is
@@ -148,6 +152,31 @@ fn bench_write_every_store() {
         "WOODPECKER_S3_ENDPOINT is not set: start the servers with scripts/servers.sh start"
     );
     check_write(&bench_write("s3"), true);
+}
+
+#[test]
+fn bench_write_truncating_as_it_writes() {
+    // Segments of 0.5 MB, truncated to 1 MB behind the durable end: many
+    // are deleted during a one-second run.
+    let report = bench_json(
+        "write",
+        "memory",
+        &[
+            "--duration-s",
+            "1",
+            "--rounds",
+            "1",
+            "--window",
+            "4096",
+            "--fragment-bytes",
+            "65536",
+            "--keep-mb",
+            "1",
+        ],
+    );
+    check_write_basics(&report);
+    assert_eq!(report["keep_mb"], 1);
+    assert!(report["segments_deleted"].as_u64().unwrap() > 0, "{report}");
 }
 
 #[test]

@@ -66,6 +66,10 @@ pub(crate) async fn audit_pass(
                 services.store.delete(&object.key).await?;
             }
             services.meta.delete_segment(log.id, segment.id).await?;
+            services
+                .stats
+                .segments_deleted
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if let Some(seen) = seen.as_deref_mut() {
                 seen.remove(&(log.id, segment.id));
             }

@@ -14,14 +14,15 @@ use crate::reader::{LogReader, ReaderTask, StartAt, Stop, TailInterest, TailSign
 use crate::ring::{PushError, Ring};
 use crate::{shard_of, spawn_shard, ShardHandle};
 use bytes::Bytes;
-use futures::channel::oneshot;
 use futures::future::LocalBoxFuture;
 use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::ops::Range;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
 use woodpecker_engine::layout::Layout;
 use woodpecker_engine::meta::{LogId, LogInfo, MetaError, MetaStore, SegmentInfo, SegmentState};
 use woodpecker_engine::recovery::{durable_run, recover_segment};
@@ -245,9 +246,14 @@ impl Client {
 
     /// Marks entries below `offset` as truncated: readers can no longer
     /// read them, and the auditor deletes segments wholly below the point
-    /// after the retention period. `offset` may not pass the log's end.
+    /// after the retention period. `offset` may not pass the log's end
+    /// (checked against this client's writer of the log if it has one, else
+    /// from the objects).
     pub async fn truncate(&self, name: &str, offset: u64) -> Result<()> {
         let log = self.get_log(name).await?;
+        if offset <= self.local_durable(log.id).unwrap_or(0) {
+            return Ok(self.inner.meta.truncate(log.id, offset).await?);
+        }
         let end = self
             .on_shard(log.id, move |services| async move {
                 log_end(&services, log.id).await
@@ -260,6 +266,13 @@ impl Client {
             ));
         }
         Ok(self.inner.meta.truncate(log.id, offset).await?)
+    }
+
+    /// Where this client's writer of `log` (if any) is durable up to.
+    fn local_durable(&self, log: LogId) -> Option<u64> {
+        let tails = self.inner.tails.lock().expect("tails lock");
+        let signal = tails.get(&log)?.upgrade()?;
+        Some(signal.durable.load(Ordering::Acquire))
     }
 
     /// Runs one auditor pass on every shard now, ignoring the retention
@@ -305,7 +318,7 @@ impl Client {
         F: FnOnce(ShardServices) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T>> + 'static,
     {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = oneshot::async_channel();
         let job: ShardJob = Box::new(move |services| {
             Box::pin(async move {
                 let _ = tx.send(job(services).await);
@@ -515,23 +528,17 @@ impl LogWriter {
         self.entry_bytes_max
     }
 
-    /// Appends one entry; resolves to its offset once it is durable. The
-    /// request enters the ring now if there is room (so offsets follow call
-    /// order), else when the returned future is first polled and room frees.
-    pub fn append(
-        &self,
-        payload: impl Into<Bytes>,
-    ) -> impl Future<Output = Result<u64>> + Send + 'static {
+    /// Appends one entry; the [`Ack`] resolves to its offset once it is
+    /// durable. The request enters the ring now if there is room (so offsets
+    /// follow call order), else when the `Ack` is first polled and room
+    /// frees.
+    pub fn append(&self, payload: impl Into<Bytes>) -> Ack<u64> {
         self.append_with(payload, Properties::new())
     }
 
     /// [`Self::append`] with properties.
-    pub fn append_with(
-        &self,
-        payload: impl Into<Bytes>,
-        props: Properties,
-    ) -> impl Future<Output = Result<u64>> + Send + 'static {
-        let (ack, rx) = oneshot::channel();
+    pub fn append_with(&self, payload: impl Into<Bytes>, props: Properties) -> Ack<u64> {
+        let (ack, rx) = oneshot::async_channel();
         let request = Request::Append {
             payload: payload.into(),
             props,
@@ -543,38 +550,28 @@ impl LogWriter {
     /// Appends without waiting for room: fails at once with a retriable
     /// `Unavailable` error if the ring is full (object storage is slow or
     /// the shard's buffers are all in use).
-    pub fn try_append(
-        &self,
-        payload: impl Into<Bytes>,
-    ) -> Result<impl Future<Output = Result<u64>> + Send + 'static> {
-        let (ack, rx) = oneshot::channel();
+    pub fn try_append(&self, payload: impl Into<Bytes>) -> Result<Ack<u64>> {
+        let (ack, rx) = oneshot::async_channel();
         let request = Request::Append {
             payload: payload.into(),
             props: Properties::new(),
             ack,
         };
-        match self.ring.try_push(request) {
-            Ok(()) => Ok(async move { rx.await.map_err(|_| closed("the writer stopped"))? }),
-            Err(PushError::Full(_)) => Err(Error::new(
-                ErrorKind::Unavailable,
-                "the writer's ingest ring is full; retry later",
-            )),
-            Err(PushError::Closed(_)) => Err(closed("the writer is closed")),
-        }
+        self.try_submit(request, rx)
     }
 
-    /// Appends entries as one request; resolves to their offset range once
-    /// all are durable. Fails whole if any entry is too large.
-    pub fn append_batch(
-        &self,
-        entries: Vec<Bytes>,
-    ) -> impl Future<Output = Result<Range<u64>>> + Send + 'static {
-        let (ack, rx) = oneshot::channel();
-        let entries = entries
-            .into_iter()
-            .map(|p| (p, Properties::new()))
-            .collect();
-        self.submit(Request::Batch { entries, ack }, rx)
+    /// Appends entries as one request; the [`Ack`] resolves to their offset
+    /// range once all are durable. Fails whole if any entry is too large.
+    pub fn append_batch(&self, entries: Vec<Bytes>) -> Ack<Range<u64>> {
+        let (ack, rx) = oneshot::async_channel();
+        self.submit(batch_request(entries, ack), rx)
+    }
+
+    /// [`Self::append_batch`] without waiting for room, like
+    /// [`Self::try_append`].
+    pub fn try_append_batch(&self, entries: Vec<Bytes>) -> Result<Ack<Range<u64>>> {
+        let (ack, rx) = oneshot::async_channel();
+        self.try_submit(batch_request(entries, ack), rx)
     }
 
     /// Blocking [`Self::append`].
@@ -585,7 +582,7 @@ impl LogWriter {
     /// Flushes what was appended, waits until it is durable, marks the last
     /// fragment, seals the segment, and stops the writer.
     pub async fn close(self) -> Result<()> {
-        let (ack, rx) = oneshot::channel();
+        let (ack, rx) = oneshot::async_channel();
         self.ring
             .push(Request::Close { ack })
             .await
@@ -594,25 +591,89 @@ impl LogWriter {
     }
 
     /// Puts the request in the ring now if there is room (so offsets follow
-    /// call order), else when the future is first polled and room frees;
-    /// then waits for its acknowledgement.
+    /// call order), else when the `Ack` is first polled and room frees.
     fn submit<T: Send + 'static>(
         &self,
         request: Request,
-        ack: oneshot::Receiver<Result<T>>,
-    ) -> impl Future<Output = Result<T>> + Send + 'static {
-        let pending = match self.ring.try_push(request) {
-            Ok(()) => None,
-            Err(PushError::Full(request)) | Err(PushError::Closed(request)) => Some(request),
+        rx: oneshot::AsyncReceiver<Result<T>>,
+    ) -> Ack<T> {
+        let request = match self.ring.try_push(request) {
+            Ok(()) => return Ack::queued(rx),
+            Err(PushError::Full(request)) | Err(PushError::Closed(request)) => request,
         };
         let ring = self.ring.clone();
-        async move {
-            if let Some(request) = pending {
+        Ack {
+            state: AckState::Waiting(Box::pin(async move {
                 ring.push(request)
                     .await
                     .map_err(|_| closed("the writer is closed"))?;
-            }
-            ack.await.map_err(|_| closed("the writer stopped"))?
+                Ack::queued(rx).await
+            })),
+        }
+    }
+
+    fn try_submit<T>(
+        &self,
+        request: Request,
+        rx: oneshot::AsyncReceiver<Result<T>>,
+    ) -> Result<Ack<T>> {
+        match self.ring.try_push(request) {
+            Ok(()) => Ok(Ack::queued(rx)),
+            Err(PushError::Full(_)) => Err(Error::new(
+                ErrorKind::Unavailable,
+                "the writer's ingest ring is full; retry later",
+            )),
+            Err(PushError::Closed(_)) => Err(closed("the writer is closed")),
+        }
+    }
+}
+
+fn batch_request(entries: Vec<Bytes>, ack: oneshot::Sender<Result<Range<u64>>>) -> Request {
+    let entries = entries
+        .into_iter()
+        .map(|p| (p, Properties::new()))
+        .collect();
+    Request::Batch { entries, ack }
+}
+
+/// The acknowledgement of an append: a future that resolves to the entry's
+/// offset (or a batch's offset range) once it is durable, or to the error
+/// that failed it. Acks of one writer resolve in offset order.
+///
+/// `Send` and `Unpin`, so it can be kept in any collection and awaited on
+/// any executor. Dropping it does not cancel an append already in the ring;
+/// an append that found the ring full enters it only when its `Ack` is
+/// polled, so dropping that one first abandons it.
+#[must_use = "an append is known to be durable only through its Ack"]
+pub struct Ack<T> {
+    state: AckState<T>,
+}
+
+enum AckState<T> {
+    /// In the ring: waiting for the shard's answer (the common case: one
+    /// small allocation, shared with the shard).
+    Queued(oneshot::AsyncReceiver<Result<T>>),
+    /// The ring was full at the call.
+    Waiting(Pin<Box<dyn Future<Output = Result<T>> + Send>>),
+}
+
+impl<T> Ack<T> {
+    fn queued(rx: oneshot::AsyncReceiver<Result<T>>) -> Ack<T> {
+        Ack {
+            state: AckState::Queued(rx),
+        }
+    }
+}
+
+impl<T> Future for Ack<T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        match &mut self.get_mut().state {
+            AckState::Queued(rx) => Pin::new(rx)
+                .poll(cx)
+                .map(|answer| answer.unwrap_or_else(|_| Err(closed("the writer stopped")))),
+            AckState::Waiting(future) => future.as_mut().poll(cx),
         }
     }
 }

@@ -20,7 +20,6 @@ use crate::buffer::{AlignedBuf, BufferPool};
 use crate::config::Config;
 use crate::ring::Ring;
 use bytes::Bytes;
-use futures::channel::oneshot;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
@@ -163,6 +162,7 @@ pub struct Stats {
     bytes_uploaded: AtomicU64,
     upload_retries: AtomicU64,
     upload_micros: AtomicU64,
+    pub(crate) segments_deleted: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -178,6 +178,8 @@ pub struct StatsSnapshot {
     /// (microseconds, summed over uploads): divided by the fragments it is
     /// the mean upload latency, by wall time the mean uploads in flight.
     pub upload_micros: u64,
+    /// Segments the retention auditor deleted (below truncation points).
+    pub segments_deleted: u64,
 }
 
 impl Stats {
@@ -187,6 +189,7 @@ impl Stats {
             bytes_uploaded: self.bytes_uploaded.load(Ordering::Relaxed),
             upload_retries: self.upload_retries.load(Ordering::Relaxed),
             upload_micros: self.upload_micros.load(Ordering::Relaxed),
+            segments_deleted: self.segments_deleted.load(Ordering::Relaxed),
         }
     }
 }

@@ -13,7 +13,7 @@ mod driver;
 pub mod reader;
 pub mod ring;
 
-pub use client::{block_on, Client, LogWriter};
+pub use client::{block_on, Ack, Client, LogWriter};
 pub use config::Config;
 pub use driver::{Properties, StatsSnapshot};
 pub use reader::{LogReader, ReadEntry, StartAt};

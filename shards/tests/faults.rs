@@ -143,6 +143,11 @@ fn a_slow_store_back_pressures_with_bounded_memory() {
     for (ack, data) in accepted {
         acked.push((within(30, ack).unwrap(), data));
     }
+    // There is room again, for batches too.
+    let batch = vec![Bytes::from_static(b"b0"), Bytes::from_static(b"b1")];
+    let range = within(30, writer.try_append_batch(batch.clone()).unwrap()).unwrap();
+    assert_eq!(range, acked.len() as u64..acked.len() as u64 + 2);
+    acked.extend(range.zip(batch));
     within(30, writer.close()).unwrap();
     assert_log_holds(&clean, "slow", 0, &acked);
 }

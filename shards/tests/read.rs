@@ -167,6 +167,10 @@ fn truncation_and_retention() {
         let data = Bytes::from(vec![seq as u8; 1000]);
         written.push((within(30, writer.append(data.clone())).unwrap(), data));
     }
+    // With the writer open, the end is its durable offset (no listing).
+    let err = within(30, client.truncate("trunc", 401)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+    within(30, client.truncate("trunc", 50)).unwrap();
     within(30, writer.close()).unwrap();
     let meta = woodpecker_engine::meta::etcd::EtcdMeta::connect(&etcd).unwrap();
     use woodpecker_engine::meta::MetaStore;
