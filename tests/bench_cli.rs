@@ -79,11 +79,13 @@ fn bench_rejects_bad_arguments_clearly() {
     assert!(stderr.contains("memory, null, local or s3"), "{stderr}");
 }
 
-fn bench_write(store: &str) -> serde_json::Value {
-    bench_json(
+fn bench_write(store: &str, ack_order: &str) -> serde_json::Value {
+    let report = bench_json(
         "write",
         store,
         &[
+            "--ack-order",
+            ack_order,
             "--entry-bytes",
             "512",
             "--duration-s",
@@ -97,7 +99,9 @@ fn bench_write(store: &str) -> serde_json::Value {
             "--rounds",
             "2",
         ],
-    )
+    );
+    assert_eq!(report["ack_order"], ack_order);
+    report
 }
 
 fn check_write_basics(report: &serde_json::Value) {
@@ -144,14 +148,14 @@ fn check_write(report: &serde_json::Value, with_raw: bool) {
 
 #[test]
 fn bench_write_every_store() {
-    check_write(&bench_write("null"), false);
-    check_write(&bench_write("memory"), false);
-    check_write(&bench_write("local"), true);
+    check_write(&bench_write("null", "offset"), false);
+    check_write(&bench_write("memory", "any"), false);
+    check_write(&bench_write("local", "offset"), true);
     assert!(
         std::env::var("WOODPECKER_S3_ENDPOINT").is_ok(),
         "WOODPECKER_S3_ENDPOINT is not set: start the servers with scripts/servers.sh start"
     );
-    check_write(&bench_write("s3"), true);
+    check_write(&bench_write("s3", "offset"), true);
 }
 
 #[test]

@@ -10,26 +10,35 @@
 //!
 //! Appenders are plain threads, each with a tokio current-thread runtime
 //! (the engine's futures are runtime-agnostic), each keeping up to
-//! `window` appends in flight on one log; with `--rate` they send open-loop
-//! at that total rate, so latency is measured without coordinated omission.
-//! Latency is from the `append` call to its acknowledgement.
+//! `window` appends in flight on one log, and taking their acks by
+//! `--ack-order`: in offset order from a queue, or each append its own
+//! future in a `FuturesUnordered`. With `--rate` they send open-loop at that
+//! total rate, and latency counts from when each append was due (no
+//! coordinated omission); otherwise from the call to its acknowledgement.
 
 use crate::latency::{self, LatencyMs};
 use crate::raw::{self, Limits};
 use crate::BenchError;
 use bytes::Bytes;
 use futures::future::Either;
+use futures::ready;
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 use hdrhistogram::Histogram;
 use serde::Serialize;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::ops::Range;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use woodpecker_engine::meta::memory::MemoryMeta;
 use woodpecker_engine::meta::MetaStore;
 use woodpecker_engine::store::StoreFactory;
-use woodpecker_shards::{block_on, Client, Config, LogWriter};
+use woodpecker_engine::ErrorKind;
+use woodpecker_shards::{block_on, Ack, Client, Config, LogWriter};
 
 /// How often the --keep-mb consumer truncates (and the auditor looks).
 const TRUNCATE_INTERVAL: Duration = Duration::from_millis(100);
@@ -59,7 +68,11 @@ pub struct WriteArgs {
     /// throughput is at most window / ack latency).
     #[arg(long, default_value_t = 65536)]
     pub window: usize,
-    /// Entries per append call (1: `append`; more: `append_batch`).
+    /// How each appender takes its acks: `offset` (a queue, awaiting the
+    /// oldest) or `any` (every append its own future, FuturesUnordered).
+    #[arg(long, value_enum, default_value_t = AckOrder::Offset)]
+    pub ack_order: AckOrder,
+    /// Entries per append call (1: `try_append`; more: `try_append_batch`).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
     /// Total entries per second, open loop (default: as fast as possible).
@@ -103,6 +116,7 @@ pub struct WriteReport {
     pub appenders: usize,
     pub window: usize,
     pub batch: usize,
+    pub ack_order: AckOrder,
     pub rate: Option<f64>,
     pub shards: usize,
     pub flush_interval_ms: u64,
@@ -333,6 +347,7 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
         appenders: args.appenders,
         window: args.window,
         batch: args.batch,
+        ack_order: args.ack_order,
         rate: args.rate,
         shards: args.shards,
         flush_interval_ms: args.flush_interval_ms,
@@ -424,6 +439,97 @@ fn open_writers(client: &Client, logs: usize) -> Result<Vec<Arc<LogWriter>>, Ben
         .collect()
 }
 
+/// How an appender takes its acks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AckOrder {
+    /// In offset order from a queue, awaiting only the oldest (the WAL
+    /// pattern: the engine acknowledges in offset order anyway).
+    Offset,
+    /// Each append its own future in a `FuturesUnordered`, each woken on
+    /// its own (the pattern of one task per request).
+    Any,
+}
+
+/// One append (or batch) sent, and when it was due.
+struct Sent {
+    ack: Either<Ack<u64>, Ack<Range<u64>>>,
+    at: Instant,
+}
+
+impl Future for Sent {
+    /// Entries acknowledged, and when they were sent.
+    type Output = (woodpecker_engine::Result<u64>, Instant);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let at = self.at;
+        let outcome = match &mut self.ack {
+            Either::Left(one) => ready!(Pin::new(one).poll(cx)).map(|_| 1),
+            Either::Right(batch) => ready!(Pin::new(batch).poll(cx)).map(|r| r.end - r.start),
+        };
+        Poll::Ready((outcome, at))
+    }
+}
+
+/// Appends in flight, by [`AckOrder`].
+trait InFlight {
+    fn len(&self) -> usize;
+    fn push(&mut self, sent: Sent);
+    /// An ack that is there already, without waiting.
+    fn ready(&mut self) -> Option<(woodpecker_engine::Result<u64>, Instant)>;
+    /// Waits for the next ack (none if nothing is in flight).
+    fn next(&mut self) -> impl Future<Output = Option<(woodpecker_engine::Result<u64>, Instant)>>;
+}
+
+impl InFlight for VecDeque<Sent> {
+    fn len(&self) -> usize {
+        VecDeque::len(self)
+    }
+
+    fn push(&mut self, sent: Sent) {
+        self.push_back(sent);
+    }
+
+    fn ready(&mut self) -> Option<(woodpecker_engine::Result<u64>, Instant)> {
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        match Pin::new(self.front_mut()?).poll(&mut cx) {
+            Poll::Ready(done) => {
+                self.pop_front();
+                Some(done)
+            }
+            Poll::Pending => None,
+        }
+    }
+
+    async fn next(&mut self) -> Option<(woodpecker_engine::Result<u64>, Instant)> {
+        let done = std::future::poll_fn(|cx| match self.front_mut() {
+            Some(front) => Pin::new(front).poll(cx).map(Some),
+            None => Poll::Ready(None),
+        })
+        .await;
+        self.pop_front();
+        done
+    }
+}
+
+impl InFlight for FuturesUnordered<Sent> {
+    fn len(&self) -> usize {
+        FuturesUnordered::len(self)
+    }
+
+    fn push(&mut self, sent: Sent) {
+        FuturesUnordered::push(self, sent);
+    }
+
+    fn ready(&mut self) -> Option<(woodpecker_engine::Result<u64>, Instant)> {
+        StreamExt::next(self).now_or_never().flatten()
+    }
+
+    async fn next(&mut self) -> Option<(woodpecker_engine::Result<u64>, Instant)> {
+        StreamExt::next(self).await
+    }
+}
+
 fn appender(
     writer: Arc<LogWriter>,
     args: &WriteArgs,
@@ -437,89 +543,121 @@ fn appender(
         builder.enable_time();
     }
     let runtime = builder.build().expect("tokio runtime");
+    match args.ack_order {
+        AckOrder::Offset => {
+            runtime.block_on(append_loop(&writer, args, deadline, rate, VecDeque::new()))
+        }
+        AckOrder::Any => runtime.block_on(append_loop(
+            &writer,
+            args,
+            deadline,
+            rate,
+            FuturesUnordered::new(),
+        )),
+    }
+}
+
+async fn append_loop(
+    writer: &LogWriter,
+    args: &WriteArgs,
+    deadline: Instant,
+    rate: Option<f64>,
+    mut in_flight: impl InFlight,
+) -> AppenderResult {
     // One payload for every append, with no reference count: a shared
     // `Bytes` would make the appender and the shard contend on one counter
     // for every entry, which a real application's distinct payloads do not.
     let payload = Bytes::from_static(Box::leak(raw::pattern(args.entry_bytes).into_boxed_slice()));
     let batch = args.batch;
     let interval = rate.map(|r| Duration::from_secs_f64(batch as f64 / r));
-    runtime.block_on(async move {
-        let mut result = AppenderResult {
-            histogram: latency::histogram(),
-            entries: 0,
-            errors: 0,
-            first_error: None,
-        };
-        let mut in_flight = FuturesUnordered::new();
-        let mut next_send = Instant::now();
-        let drain_deadline = deadline + DRAIN_LIMIT;
-        loop {
-            // One clock read per turn, which sends at most one append and
-            // takes at most one ack already there: the send is stamped with
-            // it and the ack observed at it (a turn takes well under a
-            // microsecond). Alternating one and one measured cheapest; turns
-            // of 8 or 256 cost 15-35% more CPU per append.
-            let now = Instant::now();
-            let mut progressed = false;
-            let open = now < deadline && in_flight.len() < args.window;
-            if open && interval.is_none_or(|_| now >= next_send) {
-                // Open loop: latency counts from when the append was due,
-                // so a late send is not hidden (no coordinated omission).
-                let sent = if interval.is_some() { next_send } else { now };
-                let append = if batch == 1 {
-                    Either::Left(writer.append(payload.clone()).map(|r| r.map(|_| 1)))
-                } else {
-                    let entries = vec![payload.clone(); batch];
-                    Either::Right(
-                        writer
-                            .append_batch(entries)
-                            .map(|r| r.map(|range| range.end - range.start)),
-                    )
-                };
-                in_flight.push(append.map(move |outcome| (outcome, sent)));
-                if let Some(interval) = interval {
-                    next_send += interval;
-                }
-                progressed = true;
-            }
-            if let Some(Some((outcome, sent))) = in_flight.next().now_or_never() {
-                result.record(outcome, now.saturating_duration_since(sent), batch);
-                progressed = true;
-            }
-            if progressed {
-                continue;
-            }
-            if in_flight.is_empty() {
-                if now >= deadline {
-                    break;
-                }
-                if interval.is_some() {
-                    tokio::time::sleep_until(next_send.into()).await;
-                }
-                continue;
-            }
-            if now >= drain_deadline {
-                result.errors += in_flight.len() as u64 * batch as u64;
-                result
-                    .first_error
-                    .get_or_insert("appends still pending after the drain limit".into());
-                break;
-            }
-            let open = now < deadline && in_flight.len() < args.window;
-            let completed = if open && interval.is_some() {
-                tokio::select! {
-                    done = in_flight.next() => done,
-                    _ = tokio::time::sleep_until(next_send.into()) => None,
-                }
+    let mut result = AppenderResult {
+        histogram: latency::histogram(),
+        entries: 0,
+        errors: 0,
+        first_error: None,
+    };
+    let mut next_send = Instant::now();
+    let drain_deadline = deadline + DRAIN_LIMIT;
+    let mut failed = false;
+    loop {
+        // One clock read per turn, which sends at most one append and
+        // takes at most one ack already there: the send is stamped with it
+        // and the ack observed at it (a turn takes well under a
+        // microsecond). Alternating one and one measured cheapest; turns of
+        // 8 or 256 cost 15-35% more CPU per append.
+        let now = Instant::now();
+        let mut progressed = false;
+        // The ring was full: wait for an ack rather than retry at once.
+        let mut ring_full = false;
+        let open = !failed && now < deadline && in_flight.len() < args.window;
+        if open && interval.is_none_or(|_| now >= next_send) {
+            // Open loop: latency counts from when the append was due, so a
+            // late send is not hidden (no coordinated omission).
+            let at = if interval.is_some() { next_send } else { now };
+            // `try_` so that every append in flight is in the ring (an
+            // `append` that found it full would enter only when polled,
+            // and the offset-order queue polls only its oldest).
+            let sent = if batch == 1 {
+                writer.try_append(payload.clone()).map(Either::Left)
             } else {
-                in_flight.next().await
+                writer
+                    .try_append_batch(vec![payload.clone(); batch])
+                    .map(Either::Right)
             };
-            if let Some((outcome, sent)) = completed {
-                result.record(outcome, sent.elapsed(), batch);
+            match sent {
+                Ok(ack) => {
+                    in_flight.push(Sent { ack, at });
+                    if let Some(interval) = interval {
+                        next_send += interval;
+                    }
+                    progressed = true;
+                }
+                Err(err) if err.kind() == ErrorKind::Unavailable => ring_full = true,
+                Err(err) => {
+                    result.record(Err(err), Duration::ZERO, batch);
+                    failed = true;
+                }
             }
         }
-        result
-    })
+        if let Some((outcome, at)) = in_flight.ready() {
+            result.record(outcome, now.saturating_duration_since(at), batch);
+            progressed = true;
+        }
+        if progressed {
+            continue;
+        }
+        if in_flight.len() == 0 {
+            if failed || now >= deadline {
+                break;
+            }
+            if ring_full {
+                // Another appender's requests fill the shared ring.
+                std::thread::sleep(Duration::from_micros(100));
+            } else if interval.is_some() {
+                tokio::time::sleep_until(next_send.into()).await;
+            }
+            continue;
+        }
+        if now >= drain_deadline {
+            result.errors += in_flight.len() as u64 * batch as u64;
+            result
+                .first_error
+                .get_or_insert("appends still pending after the drain limit".into());
+            break;
+        }
+        let completed = if open && interval.is_some() && !ring_full {
+            tokio::select! {
+                done = in_flight.next() => done,
+                _ = tokio::time::sleep_until(next_send.into()) => None,
+            }
+        } else {
+            in_flight.next().await
+        };
+        if let Some((outcome, at)) = completed {
+            result.record(outcome, at.elapsed(), batch);
+        }
+    }
+    result
 }
 
 /// [`raw_puts`] and the client CPU seconds it took per GB put.
@@ -567,13 +705,14 @@ fn raw_puts(
 
 pub fn print_summary(report: &WriteReport) {
     println!(
-        "write: store={} logs={} entry={} B appenders={} window={} batch={} rate={}",
+        "write: store={} logs={} entry={} B appenders={} window={} batch={} acks={:?} rate={}",
         report.store,
         report.logs,
         report.entry_bytes,
         report.appenders,
         report.window,
         report.batch,
+        report.ack_order,
         report.rate.map_or("max".to_string(), |r| format!("{r}/s")),
     );
     println!(
