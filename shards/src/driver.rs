@@ -658,6 +658,9 @@ impl LogDriver {
                 pending.outcome = Some(outcome);
             }
         }
+        // Refill the freed upload slots before acknowledging (thousands of
+        // acks per fragment) and before the next ingest turn.
+        self.start_uploads();
         while self.pipeline.front().is_some_and(|p| p.outcome.is_some()) {
             let pending = self.pipeline.pop_front().expect("checked");
             let outcome = pending.outcome.expect("checked");
