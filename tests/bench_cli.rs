@@ -116,6 +116,11 @@ fn check_write_basics(report: &serde_json::Value) {
         );
     }
     assert!(report["cpu_s_per_gb"].as_f64().unwrap() > 0.0, "{report}");
+    let (mean, max) = (
+        report["upload_latency_mean_ms"].as_f64().unwrap(),
+        report["upload_latency_max_ms"].as_f64().unwrap(),
+    );
+    assert!(max >= mean && mean >= 0.0, "{report}");
 }
 
 fn check_write(report: &serde_json::Value, with_raw: bool) {

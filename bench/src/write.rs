@@ -138,6 +138,9 @@ pub struct WriteReport {
     pub upload_retries: u64,
     /// Mean time of one fragment upload, start to durable.
     pub upload_latency_mean_ms: f64,
+    /// The slowest fragment upload of the run (a store stall shows here,
+    /// and in the ack latency of every entry behind it).
+    pub upload_latency_max_ms: f64,
     /// Uploads in flight on average over the engine phases (at most
     /// uploads_in_flight_max per log).
     pub uploads_in_flight_mean: f64,
@@ -366,6 +369,7 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
         avg_fragment_bytes,
         upload_retries: stats.upload_retries,
         upload_latency_mean_ms: upload_micros as f64 / 1e3 / uploads.max(1) as f64,
+        upload_latency_max_ms: stats.upload_micros_max as f64 / 1e3,
         uploads_in_flight_mean: upload_micros as f64 / 1e6 / seconds,
         raw_object_bytes: raw_applies.then_some(raw_object_bytes),
         raw_inflight: raw_applies.then_some(raw_inflight),
@@ -725,8 +729,8 @@ pub fn print_summary(report: &WriteReport) {
         report.upload_retries
     );
     println!(
-        "  uploads: mean {:.1} ms each, {:.2} in flight on average",
-        report.upload_latency_mean_ms, report.uploads_in_flight_mean
+        "  uploads: mean {:.1} ms each (slowest {:.1} ms), {:.2} in flight on average",
+        report.upload_latency_mean_ms, report.upload_latency_max_ms, report.uploads_in_flight_mean
     );
     if let Some(keep) = report.keep_mb {
         println!(

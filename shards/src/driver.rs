@@ -162,6 +162,7 @@ pub struct Stats {
     bytes_uploaded: AtomicU64,
     upload_retries: AtomicU64,
     upload_micros: AtomicU64,
+    upload_micros_max: AtomicU64,
     pub(crate) segments_deleted: AtomicU64,
 }
 
@@ -178,6 +179,8 @@ pub struct StatsSnapshot {
     /// (microseconds, summed over uploads): divided by the fragments it is
     /// the mean upload latency, by wall time the mean uploads in flight.
     pub upload_micros: u64,
+    /// The slowest of those uploads (microseconds).
+    pub upload_micros_max: u64,
     /// Segments the retention auditor deleted (below truncation points).
     pub segments_deleted: u64,
 }
@@ -189,6 +192,7 @@ impl Stats {
             bytes_uploaded: self.bytes_uploaded.load(Ordering::Relaxed),
             upload_retries: self.upload_retries.load(Ordering::Relaxed),
             upload_micros: self.upload_micros.load(Ordering::Relaxed),
+            upload_micros_max: self.upload_micros_max.load(Ordering::Relaxed),
             segments_deleted: self.segments_deleted.load(Ordering::Relaxed),
         }
     }
@@ -639,6 +643,7 @@ impl LogDriver {
                     stats.bytes_uploaded.fetch_add(len, Ordering::Relaxed);
                     let micros = started.elapsed().as_micros() as u64;
                     stats.upload_micros.fetch_add(micros, Ordering::Relaxed);
+                    stats.upload_micros_max.fetch_max(micros, Ordering::Relaxed);
                 }
                 completions.push(seq, outcome.map(|()| data));
             })
