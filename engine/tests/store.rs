@@ -361,3 +361,33 @@ fn s3_unreachable_server_is_unavailable_after_bounded_retries() {
         );
     });
 }
+
+#[test]
+fn s3_endpoint_given_by_name_is_resolved() {
+    let mut config = common::s3_config();
+    config.endpoint = config.endpoint.replace("127.0.0.1", "localhost");
+    assert!(config.endpoint.contains("localhost"), "{}", config.endpoint);
+    run_local(|| async move {
+        let store = S3Store::new(config).unwrap();
+        contract(&store, &unique()).await;
+    });
+}
+
+#[test]
+fn s3_unknown_host_name_is_unavailable_and_named() {
+    run_local(|| async {
+        let mut config = common::s3_config();
+        // `.invalid` never resolves (RFC 6761).
+        config.endpoint = "http://woodpecker-test.invalid:9000".into();
+        config.retries_max = 1;
+        config.retry_backoff_initial_ms = 5;
+        config.retry_backoff_max_ms = 20;
+        let store = S3Store::new(config).unwrap();
+        let err = store.get("k").await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Unavailable(ref m)
+                if m.contains("resolving woodpecker-test.invalid")),
+            "{err:?}"
+        );
+    });
+}

@@ -16,6 +16,7 @@ use hyper::client::conn::http1::SendRequest;
 use std::cell::RefCell;
 use std::io;
 use std::mem::MaybeUninit;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -149,11 +150,54 @@ impl hyper::rt::Write for HyperIo {
 
 /// Where connections go and how.
 pub struct Endpoint {
+    /// As in the URL (brackets around an IPv6 address): for the Host header.
     pub host: String,
+    /// The address when `host` is an IP literal; names are resolved per
+    /// new connection, off the shard.
+    pub ip: Option<IpAddr>,
     pub port: u16,
     /// `Some` for HTTPS.
     pub tls: Option<Arc<rustls::ClientConfig>>,
     pub connect_timeout: Duration,
+}
+
+impl Endpoint {
+    /// The endpoint's addresses. A name is looked up on glommio's blocking
+    /// thread (`getaddrinfo` may take seconds; on the shard it would stall
+    /// every log there).
+    async fn addresses(&self) -> Result<Vec<SocketAddr>, HttpError> {
+        if let Some(ip) = self.ip {
+            return Ok(vec![SocketAddr::new(ip, self.port)]);
+        }
+        let (host, port) = (self.host.clone(), self.port);
+        let looked_up = glommio::executor()
+            .spawn_blocking(move || {
+                (host.as_str(), port)
+                    .to_socket_addrs()
+                    .map(Iterator::collect::<Vec<_>>)
+            })
+            .await;
+        match looked_up {
+            Ok(addresses) if !addresses.is_empty() => Ok(addresses),
+            Ok(_) => Err(HttpError::Transport(format!(
+                "resolving {}: no addresses",
+                self.host
+            ))),
+            Err(e) => Err(HttpError::Transport(format!(
+                "resolving {}: {e}",
+                self.host
+            ))),
+        }
+    }
+
+    /// The server name TLS checks the certificate against.
+    fn server_name(&self) -> Result<rustls::pki_types::ServerName<'static>, HttpError> {
+        match self.ip {
+            Some(ip) => Ok(rustls::pki_types::ServerName::IpAddress(ip.into())),
+            None => rustls::pki_types::ServerName::try_from(self.host.clone())
+                .map_err(|e| HttpError::Transport(format!("server name: {e}"))),
+        }
+    }
 }
 
 /// A failed exchange: `Transport` errors are retriable and close the
@@ -204,17 +248,30 @@ impl Pool {
         }
     }
 
+    /// A TCP connection to the first of the endpoint's addresses that
+    /// accepts one.
+    async fn connect_tcp(&self) -> Result<TcpStream, HttpError> {
+        let mut last_error = None;
+        for address in self.endpoint.addresses().await? {
+            match TcpStream::connect_timeout(address, self.endpoint.connect_timeout).await {
+                Ok(tcp) => return Ok(tcp),
+                Err(e) => last_error = Some(format!("{address}: {e}")),
+            }
+        }
+        Err(HttpError::Transport(format!(
+            "connect {}: {}",
+            self.authority(),
+            last_error.unwrap_or_default()
+        )))
+    }
+
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, HttpError> {
-        let addr = (self.endpoint.host.as_str(), self.endpoint.port);
-        let tcp = TcpStream::connect_timeout(addr, self.endpoint.connect_timeout)
-            .await
-            .map_err(|e| HttpError::Transport(format!("connect {}: {e}", self.authority())))?;
+        let tcp = self.connect_tcp().await?;
         let _ = tcp.set_nodelay(true);
         let stream = match &self.endpoint.tls {
             None => Stream::Plain(tcp),
             Some(config) => {
-                let name = rustls::pki_types::ServerName::try_from(self.endpoint.host.clone())
-                    .map_err(|e| HttpError::Transport(format!("server name: {e}")))?;
+                let name = self.endpoint.server_name()?;
                 let tls = futures_rustls::TlsConnector::from(config.clone())
                     .connect(name, tcp)
                     .await

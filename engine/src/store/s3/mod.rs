@@ -177,11 +177,17 @@ impl S3Store {
         } else {
             None
         };
+        let ip = match base.host() {
+            Some(url::Host::Ipv4(ip)) => Some(ip.into()),
+            Some(url::Host::Ipv6(ip)) => Some(ip.into()),
+            _ => None,
+        };
         let endpoint = Endpoint {
             host: base
                 .host_str()
                 .expect("bucket URLs have a host")
                 .to_string(),
+            ip,
             port: base.port_or_known_default().expect("http(s) has a port"),
             tls,
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
