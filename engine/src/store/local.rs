@@ -6,8 +6,10 @@
 //! name is taken, which makes it atomic) into place, and the directory is
 //! synced, all before success is reported.
 //!
-//! Directory operations (rename, link, listing, directory sync) are
-//! ordinary blocking system calls; they are short and off the byte path.
+//! Directory operations (rename, link, listing, directory sync, stat,
+//! delete) are blocking system calls with no io_uring form here; they run
+//! on glommio's blocking thread, so a slow disk stalls that thread, never
+//! the shard and the other logs on it.
 //!
 //! Names starting with `.` under the root are the store's own: `.tmp/`,
 //! `.uploads/` and `.warmup`.
@@ -173,27 +175,40 @@ impl LocalStore {
     }
 
     /// Moves a synced temporary file into place and syncs the directory.
-    fn install(&self, temp: &Path, target: &Path, replace: bool, key: &str) -> StoreResult<()> {
-        let parent = target.parent().expect("object paths have a parent");
-        let result = std::fs::create_dir_all(parent).and_then(|_| {
-            if replace {
-                std::fs::rename(temp, target)
-            } else {
-                let linked = std::fs::hard_link(temp, target);
-                let _ = std::fs::remove_file(temp);
-                linked
-            }
-        });
-        if result.is_err() {
-            let _ = std::fs::remove_file(temp);
-        }
-        result.map_err(|e| io_error(key, e))?;
-        sync_dir(parent).map_err(|e| io_error(key, e))
+    async fn install(
+        &self,
+        temp: PathBuf,
+        target: PathBuf,
+        replace: bool,
+        key: &str,
+    ) -> StoreResult<()> {
+        blocking(move || install_now(&temp, &target, replace))
+            .await
+            .map_err(|e| io_error(key, e))
     }
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
+/// Runs blocking file-system calls on glommio's blocking thread.
+async fn blocking<T: Send + 'static>(calls: impl FnOnce() -> T + Send + 'static) -> T {
+    glommio::executor().spawn_blocking(calls).await
+}
+
+fn install_now(temp: &Path, target: &Path, replace: bool) -> io::Result<()> {
+    let parent = target.parent().expect("object paths have a parent");
+    let result = std::fs::create_dir_all(parent).and_then(|_| {
+        if replace {
+            std::fs::rename(temp, target)
+        } else {
+            let linked = std::fs::hard_link(temp, target);
+            let _ = std::fs::remove_file(temp);
+            linked
+        }
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(temp);
+    }
+    result?;
+    std::fs::File::open(parent)?.sync_all()
 }
 
 /// Feeds bytes to a `DmaFile` in aligned chunks; `finish` pads the last
@@ -267,7 +282,7 @@ impl ObjectStore for LocalStore {
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
         let target = self.object_path(key)?;
         let temp = self.write_temp(&[&data]).await?;
-        self.install(&temp, &target, true, key)
+        self.install(temp, target, true, key).await
     }
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
@@ -276,16 +291,19 @@ impl ObjectStore for LocalStore {
             return Err(StoreError::AlreadyExists(key.to_string()));
         }
         let temp = self.write_temp(&[&data]).await?;
-        self.install(&temp, &target, false, key)
+        self.install(temp, target, false, key).await
     }
 
     async fn create_multipart(&self, key: &str) -> StoreResult<String> {
         validate_key(key)?;
         let upload_id = format!("{:016x}", fastrand::u64(..));
         let dir = self.upload_dir(&upload_id)?;
-        std::fs::create_dir_all(&dir)
-            .and_then(|_| std::fs::write(dir.join("key"), key))
-            .map_err(|e| io_error(key, e))?;
+        let owner = key.to_string();
+        blocking(move || {
+            std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(dir.join("key"), owner))
+        })
+        .await
+        .map_err(|e| io_error(key, e))?;
         Ok(upload_id)
     }
 
@@ -297,7 +315,9 @@ impl ObjectStore for LocalStore {
         data: Bytes,
     ) -> StoreResult<String> {
         let dir = self.upload_dir(upload_id)?;
-        let owner = std::fs::read_to_string(dir.join("key"))
+        let key_file = dir.join("key");
+        let owner = blocking(move || std::fs::read_to_string(key_file))
+            .await
             .map_err(|e| io_error(&format!("upload {upload_id}"), e))?;
         if owner != key || part_number == 0 {
             return Err(StoreError::Invalid(format!(
@@ -305,7 +325,8 @@ impl ObjectStore for LocalStore {
             )));
         }
         let temp = self.write_temp(&[&data]).await?;
-        self.install(&temp, &part_path(&dir, part_number), true, key)?;
+        self.install(temp, part_path(&dir, part_number), true, key)
+            .await?;
         Ok(part_etag(&data))
     }
 
@@ -332,14 +353,14 @@ impl ObjectStore for LocalStore {
         }
         let pieces: Vec<&[u8]> = parts.iter().map(|p| p.as_ref()).collect();
         let temp = self.write_temp(&pieces).await?;
-        self.install(&temp, &target, !if_absent, key)?;
-        let _ = std::fs::remove_dir_all(&dir);
+        self.install(temp, target, !if_absent, key).await?;
+        let _ = blocking(move || std::fs::remove_dir_all(dir)).await;
         Ok(())
     }
 
     async fn abort_multipart(&self, _key: &str, upload_id: &str) -> StoreResult<()> {
         let dir = self.upload_dir(upload_id)?;
-        match std::fs::remove_dir_all(&dir) {
+        match blocking(move || std::fs::remove_dir_all(dir)).await {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error(upload_id, e)),
             _ => Ok(()),
         }
@@ -357,7 +378,9 @@ impl ObjectStore for LocalStore {
 
     async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
         let path = self.object_path(key)?;
-        let meta = std::fs::metadata(&path).map_err(|e| io_error(key, e))?;
+        let meta = blocking(move || std::fs::metadata(path))
+            .await
+            .map_err(|e| io_error(key, e))?;
         if !meta.is_file() {
             return Err(StoreError::NotFound(key.to_string()));
         }
@@ -375,20 +398,25 @@ impl ObjectStore for LocalStore {
     ) -> StoreResult<ListPage> {
         // Walk only the directory the prefix names, not the whole root.
         let base = match prefix.rfind('/') {
-            Some(i) => &prefix[..i],
-            None => "",
+            Some(i) => prefix[..i].to_string(),
+            None => String::new(),
         };
-        let mut objects = Vec::new();
-        walk(&self.root, base, &mut |key, size| {
-            let after_token = start_after.is_none_or(|token| key > token);
-            if key.starts_with(prefix) && after_token {
-                objects.push(ObjectMeta {
-                    key: key.to_string(),
-                    size,
-                });
-            }
+        let (root, wanted) = (self.root.clone(), prefix.to_string());
+        let mut objects = blocking(move || {
+            let mut found = Vec::new();
+            walk(&root, &base, &mut |key, size| {
+                if key.starts_with(&wanted) {
+                    found.push(ObjectMeta {
+                        key: key.to_string(),
+                        size,
+                    });
+                }
+            })
+            .map(|()| found)
         })
+        .await
         .map_err(|e| io_error(prefix, e))?;
+        objects.retain(|o| start_after.is_none_or(|token| o.key.as_str() > token));
         objects.sort_by(|a, b| a.key.cmp(&b.key));
         let max_keys = max_keys.max(1);
         let next = if objects.len() > max_keys {
@@ -402,7 +430,7 @@ impl ObjectStore for LocalStore {
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
         let path = self.object_path(key)?;
-        match std::fs::remove_file(&path) {
+        match blocking(move || std::fs::remove_file(path)).await {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error(key, e)),
             _ => Ok(()),
         }
