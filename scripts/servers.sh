@@ -6,6 +6,10 @@
 #   scripts/servers.sh start [DIR]   start them; prints the environment
 #                                    (also written to DIR/env, source it)
 #   scripts/servers.sh stop DIR      stop them by PID and remove DIR
+#   scripts/servers.sh purge-trash DIR
+#                                    empty MinIO's trash of deleted objects
+#                                    (it frees them slowly: long benchmark
+#                                    sessions otherwise fill the disk)
 set -euo pipefail
 
 GOBIN_DIR="$(go env GOPATH 2>/dev/null || echo "$HOME/go")/bin"
@@ -119,8 +123,18 @@ stop() {
   case "$DIR" in /tmp/*) rm -rf "$DIR" ;; esac
 }
 
+purge_trash() {
+  DIR=${1:?usage: servers.sh purge-trash DIR}
+  for data in "$DIR/minio-data" "$DIR/minio-tls-data"; do
+    trash="$data/.minio.sys/tmp/.trash"
+    [ -d "$trash" ] && find "$trash" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
+  done
+  return 0
+}
+
 case "${1:-}" in
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
-  *) echo "usage: $0 start [DIR] | stop DIR" >&2; exit 2 ;;
+  purge-trash) shift; purge_trash "$@" ;;
+  *) echo "usage: $0 start [DIR] | stop DIR | purge-trash DIR" >&2; exit 2 ;;
 esac
