@@ -164,6 +164,31 @@ fn bench_write_every_store() {
 }
 
 #[test]
+fn bench_write_at_a_rate_alternates_with_raw_phases() {
+    let report = bench_json(
+        "write",
+        "local",
+        &[
+            "--rate",
+            "2000",
+            "--duration-s",
+            "1",
+            "--rounds",
+            "2",
+            "--fragment-bytes",
+            "65536",
+            "--flush-interval-ms",
+            "2",
+        ],
+    );
+    check_write(&report, true);
+    // Open loop at 2,000/s for one second in all: about 2,000 entries.
+    let entries = report["entries"].as_u64().unwrap();
+    assert!((1500..=2100).contains(&entries), "{report}");
+    assert!(report["raw_put_latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
 fn bench_write_truncating_as_it_writes() {
     // Segments of 0.5 MB, truncated to 1 MB behind the durable end: many
     // are deleted during a one-second run.

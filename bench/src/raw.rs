@@ -55,6 +55,9 @@ pub struct PhaseReport {
     pub mb_s: f64,
     pub ops_s: f64,
     pub latency_ms: LatencyMs,
+    /// The latencies themselves, to merge phases.
+    #[serde(skip)]
+    pub histogram: hdrhistogram::Histogram<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -220,6 +223,7 @@ where
         mb_s: bytes.get() as f64 / 1e6 / seconds,
         ops_s: done.get() as f64 / seconds,
         latency_ms: LatencyMs::from_histogram(&histogram),
+        histogram,
     })
 }
 

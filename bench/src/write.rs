@@ -2,11 +2,12 @@
 //! the same run, the raw PUT throughput of the same store with the same
 //! object size (the engine's average fragment) and the same parallelism.
 //!
-//! The engine runs in `--rounds` phases (one with `--rate`), each followed
-//! by a raw PUT phase with objects of the engine's average fragment size so
-//! far and the same parallelism; the baseline is the mean of the raw
-//! phases, so a machine or store that drifts during the run favours
-//! neither side.
+//! The engine runs in `--rounds` phases (at full speed or at `--rate`),
+//! each followed by a raw PUT phase at full speed with objects of the
+//! engine's average fragment size so far and the same parallelism; the
+//! baseline is the mean of the raw phases and their latencies together, so
+//! a machine or store that drifts or stalls during the run favours neither
+//! side.
 //!
 //! Appenders are plain threads, each with a tokio current-thread runtime
 //! (the engine's futures are runtime-agnostic), each keeping up to
@@ -81,8 +82,8 @@ pub struct WriteArgs {
     /// Seconds of appending (in all rounds together).
     #[arg(long, default_value_t = 10)]
     pub duration_s: u64,
-    /// Engine phases at full speed, each followed by a raw PUT phase;
-    /// ignored with --rate (one round).
+    /// Engine phases (at full speed, or at --rate), each followed by a raw
+    /// PUT phase at full speed.
     #[arg(long, default_value_t = 4)]
     pub rounds: usize,
     #[arg(long, default_value_t = 10)]
@@ -149,6 +150,7 @@ pub struct WriteReport {
     pub raw_put_mb_s: Option<f64>,
     /// Each raw PUT phase in order (one after each engine round).
     pub raw_put_mb_s_phases: Vec<f64>,
+    /// Latency of the PUTs of every raw phase together.
     pub raw_put_latency_ms: Option<LatencyMs>,
     /// Client CPU seconds (all threads: appenders, shards) per GB of
     /// payload during the engine phase.
@@ -249,11 +251,11 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
     config.validate().map_err(BenchError::Invalid)?;
     let raw_applies = !args.no_raw && !matches!(args.store.as_str(), "memory" | "null");
     let raw_inflight = args.uploads_in_flight * args.logs;
-    // At full speed the engine and raw PUTs alternate, so drift of a shared
-    // machine or store favours neither; each raw phase PUTs objects of the
-    // engine's average fragment size so far. With --rate (a latency run)
-    // there is one round.
-    let rounds = if args.rate.is_none() { args.rounds } else { 1 };
+    // The engine and raw PUTs alternate, so drift or a stall of a shared
+    // machine or store favours neither side, for throughput and for latency
+    // (--rate) alike; each raw phase PUTs objects of the engine's average
+    // fragment size so far.
+    let rounds = args.rounds;
     let round_duration = Duration::from_secs_f64(args.duration_s as f64 / rounds as f64);
     let raw_duration = RAW_PHASE_LIMIT.min(round_duration);
     let mut raw_phases: Vec<(raw::PhaseReport, f64)> = Vec::new();
@@ -375,7 +377,7 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
         raw_inflight: raw_applies.then_some(raw_inflight),
         raw_put_mb_s,
         raw_put_mb_s_phases,
-        raw_put_latency_ms: raw_phases.last().map(|(r, _)| r.latency_ms),
+        raw_put_latency_ms: merged_latency(raw_phases.iter().map(|(r, _)| &r.histogram)),
         cpu_s_per_gb: cpu_seconds / (payload_bytes / 1e9).max(1e-9),
         raw_put_cpu_s_per_gb,
         ratio_to_raw: raw_put_mb_s.map(|r| throughput_mb_s / r),
@@ -662,6 +664,18 @@ async fn append_loop(
         }
     }
     result
+}
+
+/// The latency summary of every phase's PUTs together.
+fn merged_latency<'h>(phases: impl Iterator<Item = &'h Histogram<u64>>) -> Option<LatencyMs> {
+    let mut merged: Option<Histogram<u64>> = None;
+    for phase in phases {
+        match merged.as_mut() {
+            Some(all) => all.add(phase).expect("same bounds"),
+            None => merged = Some(phase.clone()),
+        }
+    }
+    merged.map(|all| LatencyMs::from_histogram(&all))
 }
 
 /// [`raw_puts`] and the client CPU seconds it took per GB put.
