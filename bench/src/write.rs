@@ -191,33 +191,24 @@ impl WriteArgs {
     fn config(&self) -> Config {
         // Enough buffer memory for every log's uploads plus an open fragment each.
         let buffers = (self.uploads_in_flight + 2) * self.logs.div_ceil(self.shards) + 2;
-        let keep = self.keep_mb.map(|mb| Config {
-            segment_bytes_max: (mb * 1_000_000 / 2).max(self.fragment_bytes as u64),
-            retention_ms: 0,
-            audit_interval_ms: TRUNCATE_INTERVAL.as_millis() as u64,
-            ..Config::default()
-        });
-        Config {
+        let mut config = Config {
             shards: self.shards,
             fragment_bytes_max: self.fragment_bytes,
             flush_interval_ms: self.flush_interval_ms,
             uploads_in_flight_max: self.uploads_in_flight,
             shard_buffer_bytes_max: buffers * self.fragment_bytes,
-            segment_bytes_max: keep
-                .as_ref()
-                .map_or((self.fragment_bytes as u64 * 128).max(1 << 30), |k| {
-                    k.segment_bytes_max
-                }),
-            retention_ms: keep
-                .as_ref()
-                .map_or(Config::default().retention_ms, |k| k.retention_ms),
-            audit_interval_ms: keep
-                .as_ref()
-                .map_or(Config::default().audit_interval_ms, |k| k.audit_interval_ms),
+            segment_bytes_max: (self.fragment_bytes as u64 * 128).max(1 << 30),
             key_prefix: format!("bench-write-{:016x}", raw::fastrand_u64()),
             stall_detection: true,
             ..Config::default()
+        };
+        if let Some(mb) = self.keep_mb {
+            // Segments small enough to be deleted during the run, at once.
+            config.segment_bytes_max = (mb * 1_000_000 / 2).max(self.fragment_bytes as u64);
+            config.retention_ms = 0;
+            config.audit_interval_ms = TRUNCATE_INTERVAL.as_millis() as u64;
         }
+        config
     }
 }
 
@@ -316,7 +307,9 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
             )?);
         }
     }
-    let truncated = truncator.map(Truncator::stop).transpose()?;
+    if let Some(truncator) = truncator {
+        truncator.stop()?;
+    }
     let stats = client.stats();
     for writer in writers {
         if let Ok(writer) = Arc::try_unwrap(writer) {
@@ -359,7 +352,7 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
         fragment_bytes_max: args.fragment_bytes,
         uploads_in_flight_max: args.uploads_in_flight,
         keep_mb: args.keep_mb,
-        segments_deleted: truncated.unwrap_or(0),
+        segments_deleted: stats.segments_deleted,
         seconds,
         entries,
         errors,
@@ -388,7 +381,7 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
 /// its durable end every [`TRUNCATE_INTERVAL`].
 struct Truncator {
     stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<Result<u64, BenchError>>,
+    thread: std::thread::JoinHandle<Result<(), BenchError>>,
 }
 
 impl Truncator {
@@ -402,7 +395,6 @@ impl Truncator {
         let keep_entries = (keep_mb * 1_000_000).div_ceil(entry_bytes.max(1) as u64);
         let stopping = stop.clone();
         let thread = std::thread::spawn(move || {
-            let mut deleted = 0;
             while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
                 std::thread::sleep(TRUNCATE_INTERVAL);
                 for (i, writer) in writers.iter().enumerate() {
@@ -412,16 +404,15 @@ impl Truncator {
                     block_on(client.truncate(&log_name(i), below))
                         .map_err(|e| BenchError::Failed(format!("truncating: {e}")))?;
                 }
-                // The auditor deletes segments on its own; count them.
-                deleted = client.stats().segments_deleted;
             }
-            Ok(deleted)
+            Ok(())
         });
         Truncator { stop, thread }
     }
 
-    /// Stops truncating; returns the segments deleted so far.
-    fn stop(self) -> Result<u64, BenchError> {
+    /// Stops truncating (the auditor deletes segments on its own; the
+    /// client's stats count them).
+    fn stop(self) -> Result<(), BenchError> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread
             .join()
@@ -457,6 +448,9 @@ pub enum AckOrder {
     Any,
 }
 
+/// An append's outcome (entries acknowledged) and when it was sent.
+type Done = (woodpecker_engine::Result<u64>, Instant);
+
 /// One append (or batch) sent, and when it was due.
 struct Sent {
     ack: Either<Ack<u64>, Ack<Range<u64>>>,
@@ -464,8 +458,7 @@ struct Sent {
 }
 
 impl Future for Sent {
-    /// Entries acknowledged, and when they were sent.
-    type Output = (woodpecker_engine::Result<u64>, Instant);
+    type Output = Done;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let at = self.at;
@@ -482,9 +475,9 @@ trait InFlight {
     fn len(&self) -> usize;
     fn push(&mut self, sent: Sent);
     /// An ack that is there already, without waiting.
-    fn ready(&mut self) -> Option<(woodpecker_engine::Result<u64>, Instant)>;
+    fn ready(&mut self) -> Option<Done>;
     /// Waits for the next ack (none if nothing is in flight).
-    fn next(&mut self) -> impl Future<Output = Option<(woodpecker_engine::Result<u64>, Instant)>>;
+    fn next(&mut self) -> impl Future<Output = Option<Done>>;
 }
 
 impl InFlight for VecDeque<Sent> {
@@ -496,7 +489,7 @@ impl InFlight for VecDeque<Sent> {
         self.push_back(sent);
     }
 
-    fn ready(&mut self) -> Option<(woodpecker_engine::Result<u64>, Instant)> {
+    fn ready(&mut self) -> Option<Done> {
         let mut cx = Context::from_waker(futures::task::noop_waker_ref());
         match Pin::new(self.front_mut()?).poll(&mut cx) {
             Poll::Ready(done) => {
@@ -507,7 +500,7 @@ impl InFlight for VecDeque<Sent> {
         }
     }
 
-    async fn next(&mut self) -> Option<(woodpecker_engine::Result<u64>, Instant)> {
+    async fn next(&mut self) -> Option<Done> {
         let done = std::future::poll_fn(|cx| match self.front_mut() {
             Some(front) => Pin::new(front).poll(cx).map(Some),
             None => Poll::Ready(None),
@@ -527,11 +520,11 @@ impl InFlight for FuturesUnordered<Sent> {
         FuturesUnordered::push(self, sent);
     }
 
-    fn ready(&mut self) -> Option<(woodpecker_engine::Result<u64>, Instant)> {
+    fn ready(&mut self) -> Option<Done> {
         StreamExt::next(self).now_or_never().flatten()
     }
 
-    async fn next(&mut self) -> Option<(woodpecker_engine::Result<u64>, Instant)> {
+    async fn next(&mut self) -> Option<Done> {
         StreamExt::next(self).await
     }
 }

@@ -339,27 +339,33 @@ fn s3_wrong_credentials_are_invalid_not_retried() {
     });
 }
 
-#[test]
-fn s3_unreachable_server_is_unavailable_after_bounded_retries() {
-    run_local(|| async {
+/// The error of a GET from `endpoint`, retried `retries_max` times with
+/// short backoff; it must be `Unavailable`, and its message is returned.
+fn unavailable_get(endpoint: String, retries_max: u32) -> String {
+    run_local(|| async move {
         let mut config = common::s3_config();
-        // A port nothing listens on: bind one, then drop it.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        config.endpoint = format!("http://127.0.0.1:{port}");
-        config.retries_max = 3;
+        config.endpoint = endpoint;
+        config.retries_max = retries_max;
         config.retry_backoff_initial_ms = 5;
         config.retry_backoff_max_ms = 20;
         let store = S3Store::new(config).unwrap();
-        let err = store.get("k").await.unwrap_err();
-        assert!(
-            matches!(err, StoreError::Unavailable(ref m) if m.contains("after 4 attempts")),
-            "{err:?}"
-        );
-    });
+        match store.get("k").await.unwrap_err() {
+            StoreError::Unavailable(message) => message,
+            err => panic!("{err:?}"),
+        }
+    })
+}
+
+#[test]
+fn s3_unreachable_server_is_unavailable_after_bounded_retries() {
+    // A port nothing listens on: bind one, then drop it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let message = unavailable_get(format!("http://127.0.0.1:{port}"), 3);
+    assert!(message.contains("after 4 attempts"), "{message}");
 }
 
 #[test]
@@ -375,19 +381,10 @@ fn s3_endpoint_given_by_name_is_resolved() {
 
 #[test]
 fn s3_unknown_host_name_is_unavailable_and_named() {
-    run_local(|| async {
-        let mut config = common::s3_config();
-        // `.invalid` never resolves (RFC 6761).
-        config.endpoint = "http://woodpecker-test.invalid:9000".into();
-        config.retries_max = 1;
-        config.retry_backoff_initial_ms = 5;
-        config.retry_backoff_max_ms = 20;
-        let store = S3Store::new(config).unwrap();
-        let err = store.get("k").await.unwrap_err();
-        assert!(
-            matches!(err, StoreError::Unavailable(ref m)
-                if m.contains("resolving woodpecker-test.invalid")),
-            "{err:?}"
-        );
-    });
+    // `.invalid` never resolves (RFC 6761).
+    let message = unavailable_get("http://woodpecker-test.invalid:9000".into(), 1);
+    assert!(
+        message.contains("resolving woodpecker-test.invalid"),
+        "{message}"
+    );
 }

@@ -251,19 +251,18 @@ impl Client {
     /// from the objects).
     pub async fn truncate(&self, name: &str, offset: u64) -> Result<()> {
         let log = self.get_log(name).await?;
-        if offset <= self.local_durable(log.id).unwrap_or(0) {
-            return Ok(self.inner.meta.truncate(log.id, offset).await?);
-        }
-        let end = self
-            .on_shard(log.id, move |services| async move {
-                log_end(&services, log.id).await
-            })
-            .await?;
-        if offset > end {
-            return Err(Error::new(
-                ErrorKind::Invalid,
-                format!("cannot truncate {name} at {offset}: the log ends at {end}"),
-            ));
+        if offset > self.local_durable(log.id).unwrap_or(0) {
+            let end = self
+                .on_shard(log.id, move |services| async move {
+                    log_end(&services, log.id).await
+                })
+                .await?;
+            if offset > end {
+                return Err(Error::new(
+                    ErrorKind::Invalid,
+                    format!("cannot truncate {name} at {offset}: the log ends at {end}"),
+                ));
+            }
         }
         Ok(self.inner.meta.truncate(log.id, offset).await?)
     }
@@ -539,12 +538,7 @@ impl LogWriter {
     /// [`Self::append`] with properties.
     pub fn append_with(&self, payload: impl Into<Bytes>, props: Properties) -> Ack<u64> {
         let (ack, rx) = oneshot::async_channel();
-        let request = Request::Append {
-            payload: payload.into(),
-            props,
-            ack,
-        };
-        self.submit(request, rx)
+        self.submit(append_request(payload.into(), props, ack), rx)
     }
 
     /// Appends without waiting for room: fails at once with a retriable
@@ -552,12 +546,7 @@ impl LogWriter {
     /// the shard's buffers are all in use).
     pub fn try_append(&self, payload: impl Into<Bytes>) -> Result<Ack<u64>> {
         let (ack, rx) = oneshot::async_channel();
-        let request = Request::Append {
-            payload: payload.into(),
-            props: Properties::new(),
-            ack,
-        };
-        self.try_submit(request, rx)
+        self.try_submit(append_request(payload.into(), Properties::new(), ack), rx)
     }
 
     /// Appends entries as one request; the [`Ack`] resolves to their offset
@@ -625,6 +614,14 @@ impl LogWriter {
             )),
             Err(PushError::Closed(_)) => Err(closed("the writer is closed")),
         }
+    }
+}
+
+fn append_request(payload: Bytes, props: Properties, ack: oneshot::Sender<Result<u64>>) -> Request {
+    Request::Append {
+        payload,
+        props,
+        ack,
     }
 }
 

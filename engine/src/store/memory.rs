@@ -112,6 +112,36 @@ impl MemoryStore {
     pub fn overwrite_raw(&self, key: &str, data: Bytes) {
         self.state().objects.insert(key.to_string(), data);
     }
+
+    /// A copy of `data` the store can keep.
+    async fn stored_copy(&self, data: Bytes) -> Bytes {
+        if data.len() <= COPY_INLINE_BYTES_MAX {
+            return Bytes::copy_from_slice(&data);
+        }
+        let (reply, copied) = futures::channel::oneshot::channel();
+        let job = CopyJob {
+            data,
+            spares: self.spares.clone(),
+            reply,
+        };
+        let sent = copier()
+            .lock()
+            .expect("memory store copier lock poisoned")
+            .send(job);
+        match sent {
+            Ok(()) => copied.await.expect("the copy thread never drops a job"),
+            // The copy thread is gone (it cannot exit, but do not hang if it did).
+            Err(std::sync::mpsc::SendError(job)) => copy_large(&job.data, job.spares),
+        }
+    }
+
+    /// Bytes held for reuse by buffers of deleted objects.
+    pub fn spare_bytes(&self) -> usize {
+        self.spares
+            .lock()
+            .expect("memory store spares lock poisoned")
+            .bytes
+    }
 }
 
 /// Objects up to this size are copied by the caller.
@@ -145,38 +175,6 @@ fn copier() -> &'static Mutex<std::sync::mpsc::Sender<CopyJob>> {
             .expect("spawn the memory store's copy thread");
         Mutex::new(jobs)
     })
-}
-
-impl MemoryStore {
-    /// A copy of `data` the store can keep.
-    async fn stored_copy(&self, data: Bytes) -> Bytes {
-        if data.len() <= COPY_INLINE_BYTES_MAX {
-            return Bytes::copy_from_slice(&data);
-        }
-        let (reply, copied) = futures::channel::oneshot::channel();
-        let job = CopyJob {
-            data,
-            spares: self.spares.clone(),
-            reply,
-        };
-        let sent = copier()
-            .lock()
-            .expect("memory store copier lock poisoned")
-            .send(job);
-        match sent {
-            Ok(()) => copied.await.expect("the copy thread never drops a job"),
-            // The copy thread is gone (it cannot exit, but do not hang if it did).
-            Err(std::sync::mpsc::SendError(job)) => copy_large(&job.data, job.spares),
-        }
-    }
-
-    /// Bytes held for reuse by buffers of deleted objects.
-    pub fn spare_bytes(&self) -> usize {
-        self.spares
-            .lock()
-            .expect("memory store spares lock poisoned")
-            .bytes
-    }
 }
 
 #[async_trait(?Send)]
