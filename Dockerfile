@@ -1,7 +1,5 @@
 # Builds the `woodpecker` binary and runs it on a slim Debian base.
 FROM rust:1-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends protobuf-compiler \
-    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN cargo build --release --bin woodpecker

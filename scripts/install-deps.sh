@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite and the local servers need, each only if
-# missing: etcd and protoc (Debian packages), MinIO (built from its Go
+# missing: etcd (Debian package), MinIO (built from its Go
 # module, pinned), and the rustfmt/clippy components.
 set -euo pipefail
 
@@ -9,7 +9,6 @@ GOBIN_DIR="$(go env GOPATH 2>/dev/null || echo "$HOME/go")/bin"
 
 need_apt=()
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
-command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 if [ ${#need_apt[@]} -gt 0 ]; then
