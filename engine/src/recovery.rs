@@ -16,12 +16,20 @@
 //! fails as fenced, so it never acknowledges past it. (If the old writer
 //! took all 64 indices first, recovery places the next 64.) A single marker
 //! at n would not do: a fast old writer can keep landing fragment n first.
+//!
+//! A writer rolls to segment S+1 while S's last fragments may still be
+//! uploading, so a writer that dies then can leave S+1 (open, with durable
+//! fragments) starting past the end of S's durable run. Nothing in S+1 was
+//! acknowledged (acks follow offset order, across segments), so
+//! [`recover_log`] voids it: seals it with no fragments at S's end. Every
+//! segment then starts where the one before it ended
+//! ([`SegmentInfo::start_offset`]).
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::fragment::DecodedFragment;
 use crate::format::marker::{decode_fence_marker, encode_fence_marker, FENCE_MARKER_BYTES};
 use crate::layout::{Layout, ListedFragment};
-use crate::meta::{LogId, MetaStore, SealInfo, SegmentInfo};
+use crate::meta::{LogId, MetaStore, SealInfo, SegmentId, SegmentInfo, SegmentState};
 use crate::store::{ObjectStore, StoreError};
 
 /// Fence markers placed at once, past the listed run.
@@ -175,4 +183,60 @@ async fn place_fence<S: ObjectStore + ?Sized>(
             segment.id
         ),
     ))
+}
+
+/// Where a log continues once every open segment is recovered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveredLog {
+    /// Id of the next segment to create.
+    pub next_segment: SegmentId,
+    /// The log's end: the first offset of the next segment.
+    pub next_offset: u64,
+}
+
+/// Recovers every segment of `log` still open, in order, as the writer of
+/// `epoch`: seals each at its durable end, or voids it if it starts past
+/// the end of the segment before it. Checks that every segment starts
+/// where the previous one ended; `Corrupt` otherwise.
+pub async fn recover_log<S: ObjectStore + ?Sized>(
+    store: &S,
+    meta: &dyn MetaStore,
+    layout: &Layout,
+    log: LogId,
+    epoch: u64,
+) -> Result<RecoveredLog> {
+    let mut end: Option<u64> = None;
+    let mut next_segment = 0;
+    for segment in meta.list_segments(log).await? {
+        next_segment = segment.id + 1;
+        let expected = *end.get_or_insert(segment.start_offset());
+        let segment = match segment.state {
+            SegmentState::Open if segment.first_offset > expected => {
+                // Created past a hole by a writer that died mid-roll.
+                let void = SealInfo {
+                    end_offset: expected,
+                    fragment_count: 0,
+                    bytes: 0,
+                };
+                meta.seal_segment(log, epoch, segment.id, void).await?
+            }
+            SegmentState::Open if segment.first_offset == expected => {
+                recover_segment(store, meta, layout, log, epoch, &segment).await?
+            }
+            _ => segment,
+        };
+        if segment.start_offset() != expected || segment.end_offset < segment.start_offset() {
+            return Err(corrupt(format!(
+                "segment {} of log {log} covers {}..{} but the log reached {expected}",
+                segment.id,
+                segment.start_offset(),
+                segment.end_offset
+            )));
+        }
+        end = Some(segment.end_offset);
+    }
+    Ok(RecoveredLog {
+        next_segment,
+        next_offset: end.unwrap_or(0),
+    })
 }

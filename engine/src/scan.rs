@@ -5,7 +5,9 @@
 //! * a sealed segment holds fragments `0..fragment_count` and entries
 //!   `first_offset..end_offset`, nothing else;
 //! * an open segment shows its durable run (see [`crate::recovery`]);
-//! * offsets are dense across segments; a gap is corruption.
+//! * offsets are dense across segments (each starts at
+//!   [`crate::meta::SegmentInfo::start_offset`], the previous one's end; a
+//!   sealed segment without fragments holds nothing); a gap is corruption.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::fragment::DecodedFragment;
@@ -45,11 +47,12 @@ pub async fn scan_log<S: ObjectStore + ?Sized>(
                 segment.id, run.count
             )));
         }
-        let mut next = expected.unwrap_or(segment.first_offset);
-        if next != segment.first_offset {
+        let mut next = expected.unwrap_or(segment.start_offset());
+        if next != segment.start_offset() {
             return Err(corrupt(format!(
                 "segment {} starts at {} but the log reached {next}",
-                segment.id, segment.first_offset
+                segment.id,
+                segment.start_offset()
             )));
         }
         for fragment in &run.fragments[..count as usize] {

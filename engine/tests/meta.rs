@@ -168,6 +168,29 @@ async fn contract<M: MetaStore>(meta: &M) {
         .unwrap();
     within(watch.changed()).await.unwrap();
 
+    // A seal below the segment's first offset only voids it: no fragments,
+    // no bytes; it then starts (and ends) where the log stood.
+    meta.create_segment(a.id, 2, &SegmentInfo::new_open(3, 2, 60))
+        .await
+        .unwrap();
+    let short = SealInfo {
+        end_offset: 55,
+        fragment_count: 1,
+        bytes: 10,
+    };
+    assert!(matches!(
+        meta.seal_segment(a.id, 2, 3, short).await,
+        Err(MetaError::Invalid(_))
+    ));
+    let void = SealInfo {
+        end_offset: 55,
+        fragment_count: 0,
+        bytes: 0,
+    };
+    let voided = meta.seal_segment(a.id, 2, 3, void).await.unwrap();
+    assert!(voided.is_empty_sealed());
+    assert_eq!((voided.start_offset(), voided.end_offset), (55, 55));
+
     // Deleting a log removes its records; the name can be reused with a new id.
     meta.delete_log("orders").await.unwrap();
     assert!(matches!(

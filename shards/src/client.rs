@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use woodpecker_engine::layout::Layout;
 use woodpecker_engine::meta::{LogId, LogInfo, MetaError, MetaStore, SegmentInfo, SegmentState};
-use woodpecker_engine::recovery::{durable_run, recover_segment};
+use woodpecker_engine::recovery::{durable_run, recover_log, RecoveredLog};
 use woodpecker_engine::scan::{scan_log, ScannedEntry};
 use woodpecker_engine::store::{list_all, StoreFactory};
 use woodpecker_engine::{Error, ErrorKind, Result};
@@ -413,7 +413,7 @@ async fn resolve_start(services: &ShardServices, name: &str, start: StartAt) -> 
         .list_segments(log.id)
         .await?
         .first()
-        .map_or(0, |s| s.first_offset);
+        .map_or(0, |s| s.start_offset());
     let first_retained = first.max(log.truncated_below);
     match start {
         StartAt::Earliest => Ok(first_retained),
@@ -454,26 +454,10 @@ async fn open_on_shard(
         }
         Err(err) => return Err(err.into()),
     };
-    let mut next_offset = 0;
-    let mut next_segment = 0;
-    for segment in meta.list_segments(log.id).await? {
-        let segment = match segment.state {
-            SegmentState::Open => {
-                recover_segment(
-                    &*services.store,
-                    &*meta,
-                    &services.layout,
-                    log.id,
-                    epoch,
-                    &segment,
-                )
-                .await?
-            }
-            SegmentState::Sealed => segment,
-        };
-        next_offset = segment.end_offset;
-        next_segment = segment.id + 1;
-    }
+    let RecoveredLog {
+        next_segment,
+        next_offset,
+    } = recover_log(&*services.store, &*meta, &services.layout, log.id, epoch).await?;
     let segment = SegmentInfo::new_open(next_segment, epoch, next_offset);
     meta.create_segment(log.id, epoch, &segment).await?;
     let ring = Arc::new(Ring::new(ring_max));

@@ -257,6 +257,8 @@ pub(crate) struct LogDriver {
     /// Emptied ack lists, reused by later fragments.
     spare_acks: Vec<Vec<Ack>>,
     next_seq: u64,
+    /// The newest segment this writer sealed.
+    last_sealed: Option<SegmentId>,
     failed: Option<Error>,
     closing: Option<Option<oneshot::Sender<Result<()>>>>,
 }
@@ -292,6 +294,7 @@ impl LogDriver {
             completions: Rc::new(Completions::default()),
             spare_acks: Vec::new(),
             next_seq: 0,
+            last_sealed: None,
             failed: None,
             closing: None,
         }
@@ -594,6 +597,12 @@ impl LogDriver {
 
     /// Starts the next segment; its fragments may upload once it exists.
     async fn roll_segment(&mut self) {
+        let closing = self.pipeline.back().and_then(|p| p.seal);
+        assert_eq!(
+            closing.map(|seal| seal.end_offset),
+            Some(self.next_offset),
+            "a segment starts where the one before it ends"
+        );
         let next = SegmentInfo::new_open(self.segment.id + 1, self.epoch, self.next_offset);
         let created = self
             .services
@@ -708,9 +717,7 @@ impl LogDriver {
                 self.spare_acks.push(acks);
             }
             if let Some(seal) = pending.seal {
-                if self.closing.is_none() {
-                    self.seal(pending.segment_id, seal).await;
-                }
+                self.seal(pending.segment_id, seal).await;
             }
         }
     }
@@ -721,8 +728,9 @@ impl LogDriver {
             .meta
             .seal_segment(self.log, self.epoch, segment, seal)
             .await;
-        if let Err(err) = result {
-            self.fail(err.into());
+        match result {
+            Ok(_) => self.last_sealed = Some(segment),
+            Err(err) => self.fail(err.into()),
         }
     }
 
@@ -789,12 +797,17 @@ impl LogDriver {
         let result = match self.failed.clone() {
             Some(err) => Err(err),
             None => {
-                let seal = SealInfo {
-                    end_offset: self.next_offset,
-                    fragment_count: self.segment.next_fragment,
-                    bytes: self.segment.bytes,
-                };
-                self.seal(self.segment.id, seal).await;
+                // Sealed already if its last fragment was the one closed
+                // by `begin_close`; a segment rolled to just before has no
+                // fragments yet and is sealed here, empty.
+                if self.last_sealed != Some(self.segment.id) {
+                    let seal = SealInfo {
+                        end_offset: self.next_offset,
+                        fragment_count: self.segment.next_fragment,
+                        bytes: self.segment.bytes,
+                    };
+                    self.seal(self.segment.id, seal).await;
+                }
                 match self.failed.clone() {
                     Some(err) => Err(err),
                     None => Ok(()),

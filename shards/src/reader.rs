@@ -383,7 +383,7 @@ impl ReaderTask {
             let segments = self.services.meta.list_segments(self.log.id).await?;
             if segments
                 .first()
-                .is_some_and(|s| self.position < s.first_offset)
+                .is_some_and(|s| self.position < s.start_offset())
             {
                 return Err(Error::new(
                     ErrorKind::Invalid,
@@ -393,14 +393,24 @@ impl ReaderTask {
                     ),
                 ));
             }
-            // Segments are dense and ordered: the newest one starting at or
-            // before `position` holds it, unless it is sealed before it.
-            let current = segments
+            // Each segment starts where the one before it ended: the newest
+            // one starting at or before `position` holds it, unless it is
+            // sealed before it. An open segment is read only once the one
+            // before it is sealed: until then its fragments may lie past a
+            // hole that recovery will void (a writer that died mid-roll).
+            let holder = segments
                 .iter()
-                .rev()
-                .find(|s| s.first_offset <= self.position)
-                .filter(|s| s.state == SegmentState::Open || self.position < s.end_offset)
-                .cloned();
+                .rposition(|s| s.start_offset() <= self.position)
+                .filter(|&i| {
+                    let s = &segments[i];
+                    match s.state {
+                        SegmentState::Sealed => self.position < s.end_offset,
+                        SegmentState::Open => {
+                            i == 0 || segments[i - 1].state == SegmentState::Sealed
+                        }
+                    }
+                });
+            let current = holder.map(|i| segments[i].clone());
             match current {
                 Some(segment) => self.read_segment(&segment).await?,
                 None => self.wait_for_change().await?,

@@ -6,40 +6,12 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
-use woodpecker_engine::meta::memory::MemoryMeta;
-use woodpecker_engine::store::fault::{FaultRule, FaultStore};
-use woodpecker_engine::store::memory::MemoryStore;
-use woodpecker_engine::store::{ObjectStore, Op, StoreFactory};
+use woodpecker_engine::store::fault::FaultRule;
+use woodpecker_engine::store::Op;
 use woodpecker_engine::ErrorKind;
-use woodpecker_shards::{Client, Config};
-
-/// A client whose shards see `store` through fault rules; and a clean
-/// client on the same store and metadata, to check what really landed.
-fn fault_clients(
-    config: Config,
-    rules: Vec<FaultRule>,
-    fail_after: Option<u64>,
-) -> (Client, Client) {
-    let store = MemoryStore::new();
-    let meta = Arc::new(MemoryMeta::new());
-    let inner = store.clone();
-    let factory = StoreFactory::custom(move || {
-        let faulty = FaultStore::new(inner.clone(), 42);
-        for rule in &rules {
-            faulty.add_rule(rule.clone());
-        }
-        if let Some(n) = fail_after {
-            faulty.fail_after(n);
-        }
-        Ok(Rc::new(faulty) as Rc<dyn ObjectStore>)
-    });
-    let faulty = Client::start(config.clone(), factory, meta.clone()).unwrap();
-    let clean = Client::start(config, StoreFactory::with_memory(store), meta).unwrap();
-    (faulty, clean)
-}
+use woodpecker_shards::Config;
 
 #[test]
 fn errors_and_lost_replies_are_retried_and_nothing_is_lost() {

@@ -59,6 +59,12 @@ pub enum SegmentState {
 
 /// One segment: entries `[first_offset, end_offset)` of a log, written by
 /// one writer epoch. `end_offset` and the counts are final once sealed.
+///
+/// A segment sealed with no fragments holds no entries. Recovery seals a
+/// segment that a dead writer created past a hole (its predecessor ended
+/// short of the segment's `first_offset`) this way, *voided*, at the end
+/// of the log before it, which is below its own `first_offset`: see
+/// [`SegmentInfo::start_offset`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentInfo {
     pub id: SegmentId,
@@ -82,6 +88,24 @@ impl SegmentInfo {
             end_offset: first_offset,
             fragment_count: 0,
             bytes: 0,
+        }
+    }
+
+    /// Sealed with no fragments: holds no entries (an empty or voided
+    /// segment).
+    pub fn is_empty_sealed(&self) -> bool {
+        self.state == SegmentState::Sealed && self.fragment_count == 0
+    }
+
+    /// Where the segment begins in the log's offsets: `first_offset`, or for
+    /// an empty sealed segment its end (a voided segment's `first_offset`
+    /// was never reached). Every segment starts at the previous one's
+    /// `end_offset`.
+    pub fn start_offset(&self) -> u64 {
+        if self.is_empty_sealed() {
+            self.end_offset
+        } else {
+            self.first_offset
         }
     }
 }
@@ -113,7 +137,10 @@ pub struct SealInfo {
 ///    `AlreadyExists` if the segment id is taken.
 /// 4. **A seal is final.** `seal_segment` moves a segment from `Open` to
 ///    `Sealed` once; its end, fragment count and byte count never change
-///    afterwards, and sealing again fails with `Conflict`.
+///    afterwards, and sealing again fails with `Conflict`. A seal ends at
+///    or after the segment's `first_offset`, except a seal with no
+///    fragments and no bytes (recovery voiding a segment created past a
+///    hole), which may end below it.
 /// 5. **Truncation only moves forward.** `truncate` never lowers a log's
 ///    truncation point.
 /// 6. **Names are unique and ids stable.** `create_log` gives each name one
@@ -211,7 +238,13 @@ fn check_seal(segment: &SegmentInfo, seal: &SealInfo) -> MetaResult<()> {
             segment.id
         )));
     }
-    if seal.end_offset < segment.first_offset {
+    if seal.fragment_count == 0 && seal.bytes != 0 {
+        return Err(MetaError::Invalid(format!(
+            "seal of segment {} has bytes but no fragments",
+            segment.id
+        )));
+    }
+    if seal.end_offset < segment.first_offset && seal.fragment_count != 0 {
         return Err(MetaError::Invalid(format!(
             "seal end {} is before segment start {}",
             seal.end_offset, segment.first_offset

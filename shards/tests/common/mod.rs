@@ -4,14 +4,16 @@
 
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 use woodpecker_engine::meta::etcd::{EtcdConfig, EtcdMeta};
 use woodpecker_engine::meta::memory::MemoryMeta;
 use woodpecker_engine::meta::MetaStore;
+use woodpecker_engine::store::fault::{FaultRule, FaultStore};
 use woodpecker_engine::store::memory::MemoryStore;
 use woodpecker_engine::store::s3::S3Config;
-use woodpecker_engine::store::{StoreConfig, StoreFactory};
+use woodpecker_engine::store::{ObjectStore, StoreConfig, StoreFactory};
 use woodpecker_shards::{Client, Config, LogWriter};
 
 const SERVERS_HINT: &str = "start the test servers with `scripts/servers.sh start` and source \
@@ -174,4 +176,38 @@ pub fn assert_log_holds(client: &Client, name: &str, first: u64, acked: &[(u64, 
         assert_eq!(entry.offset, *offset);
         assert!(entry.payload == data[..], "entry {offset} differs");
     }
+}
+
+/// A client whose shards see `store` through fault rules; and a clean
+/// client on the same store and metadata, to check what really landed.
+pub fn fault_clients(
+    config: Config,
+    rules: Vec<FaultRule>,
+    fail_after: Option<u64>,
+) -> (Client, Client) {
+    fault_clients_on(config, Arc::new(MemoryMeta::new()), rules, fail_after)
+}
+
+/// [`fault_clients`] on the given metadata.
+pub fn fault_clients_on(
+    config: Config,
+    meta: Arc<MemoryMeta>,
+    rules: Vec<FaultRule>,
+    fail_after: Option<u64>,
+) -> (Client, Client) {
+    let store = MemoryStore::new();
+    let inner = store.clone();
+    let factory = StoreFactory::custom(move || {
+        let faulty = FaultStore::new(inner.clone(), 42);
+        for rule in &rules {
+            faulty.add_rule(rule.clone());
+        }
+        if let Some(n) = fail_after {
+            faulty.fail_after(n);
+        }
+        Ok(Rc::new(faulty) as Rc<dyn ObjectStore>)
+    });
+    let faulty = Client::start(config.clone(), factory, meta.clone()).unwrap();
+    let clean = Client::start(config, StoreFactory::with_memory(store), meta).unwrap();
+    (faulty, clean)
 }
