@@ -20,8 +20,13 @@ pub(crate) fn spawn_auditor(services: ShardServices, shard: usize, shards: usize
         let mut seen = FirstSeen::new();
         loop {
             glommio::timer::sleep(interval).await;
-            if let Err(err) = audit_pass(&services, shard, shards, Some(&mut seen)).await {
-                tracing::warn!(shard, error = %err, "retention audit failed; will retry");
+            let pass = crate::catch_panic(audit_pass(&services, shard, shards, Some(&mut seen)));
+            match pass.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => {
+                    tracing::warn!(shard, error = %err, "retention audit failed; will retry")
+                }
+                Err(panic) => tracing::error!(shard, panic, "retention audit panicked; will retry"),
             }
         }
     })

@@ -372,7 +372,14 @@ async fn shard_main(services: ShardServices, control: Arc<Ring<Control>>) {
         poll_fn(|cx| control.poll_ready(cx)).await;
         match control.pop() {
             Some(Control::Run(job)) => {
-                if let Ok(task) = jobs.spawn(job(services.clone())) {
+                let job = job(services.clone());
+                let guarded = async move {
+                    // The job's caller hears "the shard dropped the request".
+                    if let Err(panic) = crate::catch_panic(job).await {
+                        tracing::error!(panic, "shard job panicked");
+                    }
+                };
+                if let Ok(task) = jobs.spawn(guarded) {
                     task.detach();
                 }
             }

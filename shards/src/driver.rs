@@ -216,9 +216,20 @@ impl Default for Drivers {
 impl ShardServices {
     pub(crate) fn spawn_driver(&self, driver: LogDriver) -> Result<()> {
         let ring = driver.ring.clone();
+        let log = driver.log;
+        let guarded_ring = ring.clone();
+        let guarded = async move {
+            if let Err(panic) = crate::catch_panic(driver.run()).await {
+                // An invariant broke: stop this writer (its pending appends
+                // fail as "the writer stopped"), not the shard.
+                tracing::error!(log, panic, "writer task panicked; the writer is stopped");
+                guarded_ring.close();
+                while guarded_ring.pop().is_some() {}
+            }
+        };
         self.drivers
             .gate
-            .spawn(driver.run())
+            .spawn(guarded)
             .map_err(|e| Error::new(ErrorKind::Closed, format!("shard is stopping: {e}")))?
             .detach();
         let mut rings = self.drivers.rings.borrow_mut();

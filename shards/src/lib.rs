@@ -18,8 +18,10 @@ pub use config::Config;
 pub use driver::{Properties, StatsSnapshot};
 pub use reader::{LogReader, ReadEntry, StartAt};
 
+use futures::FutureExt;
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShardError {
@@ -99,6 +101,22 @@ where
     })
 }
 
+/// Runs `future`, turning a panic in it into `Err` with the panic's
+/// message, so one task's bug never takes its shard (and every log on it)
+/// down. The caller reports it.
+pub(crate) async fn catch_panic<F: Future>(future: F) -> Result<F::Output, String> {
+    AssertUnwindSafe(future)
+        .catch_unwind()
+        .await
+        .map_err(|panic| {
+            panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_string())
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +133,23 @@ mod tests {
             assert!((9_000..11_000).contains(&count), "{counts:?}");
         }
         assert_eq!(shard_of(123, 1), 0);
+    }
+
+    #[test]
+    fn a_panicking_task_leaves_its_shard_running() {
+        let handle = spawn_shard("test-panic", None, false, || async {
+            let task = glommio::spawn_local(catch_panic(async {
+                let fragments: Vec<u64> = Vec::new();
+                fragments[3] // what a short listing once did to a reader
+            }));
+            let caught = task.await;
+            let after = glommio::spawn_local(async { 7 }).await;
+            (caught, after)
+        })
+        .unwrap();
+        let (caught, after) = handle.join().unwrap();
+        assert!(caught.unwrap_err().contains("index out of bounds"));
+        assert_eq!(after, 7);
     }
 
     #[test]

@@ -368,7 +368,17 @@ fn corrupt(detail: String) -> Error {
 impl ReaderTask {
     /// Runs until the caller drops the reader or an error is delivered.
     pub(crate) async fn run(mut self) {
-        if let Err(err) = self.follow().await {
+        let outcome = match crate::catch_panic(self.follow()).await {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                tracing::error!(log = self.log.id, panic, "reader task panicked");
+                Err(Error::new(
+                    ErrorKind::Closed,
+                    format!("the reader stopped on an internal error: {panic}"),
+                ))
+            }
+        };
+        if let Err(err) = outcome {
             if !self.ring.is_closed() {
                 let _ = self.ring.push(Err(err)).await;
             }
@@ -440,6 +450,10 @@ impl ReaderTask {
                 SegmentState::Sealed => (segment.fragment_count, Some(segment.end_offset)),
                 SegmentState::Open => (durable_count(&known), None),
             };
+            let present = durable_count(&known);
+            if present < limit {
+                return Err(self.missing(segment, present).await);
+            }
             if next_index < limit {
                 let fetched = self
                     .fetch_run(segment, &known, next_index, limit, end, ranged_first)
@@ -476,6 +490,8 @@ impl ReaderTask {
                 .as_ref()
                 .and_then(|interest| interest.0.recent(segment.id, next_index));
             if let Some(recent) = handed {
+                // Fragments listed past a gap are listed again later.
+                known.truncate(next_index as usize);
                 let listed = ListedFragment {
                     index: recent.index,
                     key: recent.key.clone(),
@@ -488,6 +504,10 @@ impl ReaderTask {
                 backoff = POLL_BACKOFF_MIN;
                 continue;
             }
+            // List from the end of the contiguous run, not the last key
+            // seen: uploads finish out of order, so a fragment may appear
+            // after one with a higher index was listed.
+            known.truncate(durable_count(&known) as usize);
             let after = known.last().map(|f| f.key.clone());
             let prefix = layout.segment_prefix(self.log.id, segment.id);
             let page = store
@@ -512,6 +532,29 @@ impl ReaderTask {
                 backoff = (backoff * 2).min(POLL_BACKOFF_MAX);
             }
         }
+    }
+
+    /// The error for a sealed segment whose fragment `index` is not in the
+    /// store: a clean "truncated" if retention deleted it under the reader,
+    /// else corruption.
+    async fn missing(&self, segment: &SegmentInfo, index: u64) -> Error {
+        let truncated = match self.services.meta.get_log(&self.log.name).await {
+            Ok(log) => log.truncated_below > self.position,
+            Err(err) => return err.into(),
+        };
+        if truncated {
+            return Error::new(
+                ErrorKind::Invalid,
+                format!(
+                    "offset {} of log {} was truncated while it was read",
+                    self.position, self.log.name
+                ),
+            );
+        }
+        corrupt(format!(
+            "segment {} of log {} is sealed with {} fragments but fragment {index} is missing",
+            segment.id, self.log.name, segment.fragment_count
+        ))
     }
 
     /// The index of the fragment holding `position` (found by reading
