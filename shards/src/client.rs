@@ -519,9 +519,9 @@ impl LogWriter {
     }
 
     /// Appends one entry; the [`Ack`] resolves to its offset once it is
-    /// durable. The request enters the ring now if there is room (so offsets
-    /// follow call order), else when the `Ack` is first polled and room
-    /// frees.
+    /// durable. Offsets follow call order: the request enters the ring now
+    /// if there is room, else the ring's FIFO line now, and the ring as room
+    /// frees (the `Ack` need not be polled for that).
     pub fn append(&self, payload: impl Into<Bytes>) -> Ack<u64> {
         self.append_with(payload, Properties::new())
     }
@@ -570,25 +570,24 @@ impl LogWriter {
         rx.await.map_err(|_| closed("the writer stopped"))?
     }
 
-    /// Puts the request in the ring now if there is room (so offsets follow
-    /// call order), else when the `Ack` is first polled and room frees.
+    /// Puts the request in the ring now if there is room, else in the
+    /// ring's line now: either way its place follows call order.
     fn submit<T: Send + 'static>(
         &self,
         request: Request,
         rx: oneshot::AsyncReceiver<Result<T>>,
     ) -> Ack<T> {
-        let request = match self.ring.try_push(request) {
-            Ok(()) => return Ack::queued(rx),
-            Err(PushError::Full(request)) | Err(PushError::Closed(request)) => request,
-        };
-        let ring = self.ring.clone();
-        Ack {
-            state: AckState::Waiting(Box::pin(async move {
-                ring.push(request)
-                    .await
-                    .map_err(|_| closed("the writer is closed"))?;
-                Ack::queued(rx).await
-            })),
+        match self.ring.push_or_join(request) {
+            Ok(None) => Ack::queued(rx),
+            Ok(Some(admission)) => Ack {
+                state: AckState::Waiting(Box::pin(async move {
+                    admission
+                        .await
+                        .map_err(|_| closed("the writer is closed"))?;
+                    Ack::queued(rx).await
+                })),
+            },
+            Err(_) => Ack::queued(rx), // closed: the dropped request answers `Closed`
         }
     }
 
@@ -630,8 +629,8 @@ fn batch_request(entries: Vec<Bytes>, ack: oneshot::Sender<Result<Range<u64>>>) 
 ///
 /// `Send` and `Unpin`, so it can be kept in any collection and awaited on
 /// any executor. Dropping it does not cancel an append already in the ring;
-/// an append that found the ring full enters it only when its `Ack` is
-/// polled, so dropping that one first abandons it.
+/// an append still in the ring's line (the ring was full at the call) is
+/// abandoned if its `Ack` is dropped before room frees.
 #[must_use = "an append is known to be durable only through its Ack"]
 pub struct Ack<T> {
     state: AckState<T>,

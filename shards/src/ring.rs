@@ -17,6 +17,8 @@ use crossbeam_queue::ArrayQueue;
 use futures::channel::oneshot;
 use futures::task::AtomicWaker;
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::task::{Context, Poll};
@@ -30,6 +32,21 @@ pub struct Ring<T> {
     /// Length of `line`, readable without the lock.
     waiting: AtomicUsize,
     closed: AtomicBool,
+}
+
+/// A place in a ring's line: resolves once the item is in the ring, or
+/// gives the item back if the ring closed first.
+pub struct Admission<T>(oneshot::Receiver<Result<(), T>>);
+
+impl<T> Future for Admission<T> {
+    type Output = Result<(), T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), T>> {
+        Pin::new(&mut self.0).poll(cx).map(|answer| match answer {
+            Ok(result) => result,
+            Err(_) => unreachable!("the line answers every waiter before dropping it"),
+        })
+    }
 }
 
 /// Why a push did not happen; the item comes back.
@@ -91,8 +108,19 @@ impl<T> Ring<T> {
     /// Pushes, waiting in line while the ring is full; fails only if the
     /// ring is closed.
     pub async fn push(&self, item: T) -> Result<(), T> {
+        match self.push_or_join(item)? {
+            None => Ok(()),
+            Some(admission) => admission.await,
+        }
+    }
+
+    /// Pushes now if there is room, else joins the line now, so items keep
+    /// the order of the calls; the returned [`Admission`] resolves once the
+    /// item is in the ring (dropping it gives up the place). Fails only if
+    /// the ring is closed.
+    pub fn push_or_join(&self, item: T) -> Result<Option<Admission<T>>, T> {
         let item = match self.try_push(item) {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(None),
             Err(PushError::Closed(item)) => return Err(item),
             Err(PushError::Full(item)) => item,
         };
@@ -107,10 +135,7 @@ impl<T> Ring<T> {
         }
         // The consumer may have made room before we joined the line.
         self.consumer.wake();
-        match rx.await {
-            Ok(result) => result,
-            Err(_) => unreachable!("the line answers every waiter before dropping it"),
-        }
+        Ok(Some(Admission(rx)))
     }
 
     /// Consumer side: takes one item, then lets waiters into the room made.

@@ -123,3 +123,36 @@ fn a_slow_store_back_pressures_with_bounded_memory() {
     within(30, writer.close()).unwrap();
     assert_log_holds(&clean, "slow", 0, &acked);
 }
+
+#[test]
+fn appends_from_one_thread_commit_in_call_order_even_when_the_ring_is_full() {
+    let config = Config {
+        fragment_bytes_max: 64 << 10,
+        shard_buffer_bytes_max: 128 << 10,
+        ring_requests_max: 4,
+        uploads_in_flight_max: 1,
+        ..small_config()
+    };
+    let rules = vec![FaultRule {
+        ops: vec![Op::PutIfAbsent],
+        latency: Duration::from_millis(100),
+        ..FaultRule::default()
+    }];
+    let (client, _clean) = fault_clients(config, rules, None);
+    within(30, client.create_log("order")).unwrap();
+    let writer = within(30, client.open_writer("order")).unwrap();
+    let mut accepted = Vec::new();
+    while let Ok(ack) = writer.try_append(Bytes::from(vec![0u8; 1024])) {
+        accepted.push(ack);
+    }
+    // The ring is full: both calls wait for room; the later one is awaited first.
+    let first = writer.append(Bytes::from_static(b"first"));
+    let second = writer.append(Bytes::from_static(b"second"));
+    let second = within(30, second).unwrap();
+    let first = within(30, first).unwrap();
+    assert!(first < second, "first got {first}, second {second}");
+    for ack in accepted {
+        within(30, ack).unwrap();
+    }
+    within(30, writer.close()).unwrap();
+}
