@@ -19,6 +19,17 @@ pub enum ErrorKind {
     Invalid,
     /// The writer, reader or client was closed.
     Closed,
+    /// The writer stopped for good after a failure it could not ride out
+    /// (object store or etcd unreachable past its deadline); this append was
+    /// never sent to storage. Open a new writer (it recovers the log) and
+    /// append again.
+    WriterFailed,
+    /// The append may or may not be durable: its fragment's upload was
+    /// attempted and did not end definitely, so after recovery it may be in
+    /// the log. Read the log (or append conditionally) before appending it
+    /// again, or it may appear twice. The writer has stopped, as with
+    /// `WriterFailed`.
+    OutcomeUnknown,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -42,8 +53,26 @@ impl Error {
         self.kind
     }
 
+    /// Retry the same call later: nothing was written.
     pub fn is_retriable(&self) -> bool {
         self.kind == ErrorKind::Unavailable
+    }
+
+    /// The writer is gone: open a new one to go on appending.
+    pub fn needs_reopen(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::WriterFailed | ErrorKind::OutcomeUnknown | ErrorKind::Fenced
+        )
+    }
+
+    /// The same error with another kind (and the detail kept).
+    pub fn with_kind(&self, kind: ErrorKind) -> Error {
+        Error::new(kind, self.detail.clone())
+    }
+
+    pub fn detail(&self) -> &str {
+        &self.detail
     }
 }
 
@@ -63,11 +92,13 @@ impl From<MetaError> for Error {
     fn from(err: MetaError) -> Error {
         let kind = match err {
             MetaError::Fenced { .. } => ErrorKind::Fenced,
-            MetaError::Unavailable(_) | MetaError::Conflict(_) => ErrorKind::Unavailable,
+            MetaError::Unavailable(_) => ErrorKind::Unavailable,
             MetaError::Corrupt(_) => ErrorKind::Corrupt,
-            MetaError::NotFound(_) | MetaError::AlreadyExists(_) | MetaError::Invalid(_) => {
-                ErrorKind::Invalid
-            }
+            // The record's state forbids the call: retrying cannot help.
+            MetaError::Conflict(_)
+            | MetaError::NotFound(_)
+            | MetaError::AlreadyExists(_)
+            | MetaError::Invalid(_) => ErrorKind::Invalid,
         };
         Error::new(kind, err.to_string())
     }

@@ -9,9 +9,10 @@
 
 use crate::buffer::BufferPool;
 use crate::config::Config;
-use crate::driver::{LogDriver, Properties, Request, ShardServices, Stats, StatsSnapshot};
+use crate::driver::{LogDriver, Properties, Request, ShardServices};
 use crate::reader::{LogReader, ReaderTask, StartAt, Stop, TailInterest, TailSignal};
 use crate::ring::{PushError, Ring};
+use crate::stats::{Stats, StatsSnapshot};
 use crate::{shard_of, spawn_shard, ShardHandle};
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;

@@ -34,6 +34,14 @@ pub struct Config {
     /// Retries of a failed fragment upload before the writer gives up and
     /// fails that fragment's appends and every later one. Default 8.
     pub upload_retries_max: u32,
+    /// Total time one fragment's upload may take, every attempt and the
+    /// object store's own retries included; past it the writer gives up as
+    /// with `upload_retries_max`. Default 30,000 ms.
+    pub upload_deadline_ms: u64,
+    /// Total time a writer retries one metadata call (segment create or
+    /// seal) while etcd is unreachable (a leader election, a restart)
+    /// before it gives up. Default 30,000 ms.
+    pub metadata_deadline_ms: u64,
     pub upload_backoff_initial_ms: u64,
     /// Cap of the exponential upload backoff. Default 2,000 ms.
     pub upload_backoff_max_ms: u64,
@@ -72,6 +80,8 @@ impl Default for Config {
             multipart_part_bytes: 8 << 20,
             multipart_parallel_max: 4,
             upload_retries_max: 8,
+            upload_deadline_ms: 30_000,
+            metadata_deadline_ms: 30_000,
             upload_backoff_initial_ms: 10,
             upload_backoff_max_ms: 2_000,
             segment_bytes_max: 1 << 30,
@@ -120,6 +130,9 @@ impl Config {
         }
         if self.multipart_parallel_max == 0 {
             return fail("multipart_parallel_max must be at least 1".into());
+        }
+        if self.upload_deadline_ms == 0 || self.metadata_deadline_ms == 0 {
+            return fail("upload_deadline_ms and metadata_deadline_ms must be positive".into());
         }
         if self.upload_backoff_initial_ms > self.upload_backoff_max_ms {
             return fail("upload_backoff_initial_ms exceeds upload_backoff_max_ms".into());

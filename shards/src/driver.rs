@@ -19,6 +19,8 @@
 use crate::buffer::{AlignedBuf, BufferPool};
 use crate::config::Config;
 use crate::ring::Ring;
+pub(crate) use crate::stats::Stats;
+use crate::upload::upload_fragment;
 use bytes::Bytes;
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -26,15 +28,14 @@ use std::future::{poll_fn, Future};
 use std::ops::Range;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 use woodpecker_engine::format::fragment::{FormatError, FragmentEncoder, FragmentMeta};
-use woodpecker_engine::format::marker::decode_fence_marker;
 use woodpecker_engine::layout::Layout;
 use woodpecker_engine::meta::{LogId, MetaStore, SealInfo, SegmentId, SegmentInfo};
-use woodpecker_engine::store::{ObjectStore, StoreError};
+use woodpecker_engine::store::ObjectStore;
 use woodpecker_engine::{Error, ErrorKind, Result};
 
 /// Properties of one entry: small key/value pairs.
@@ -155,49 +156,6 @@ pub(crate) struct ShardServices {
     pub stats: Arc<Stats>,
 }
 
-/// Counters of one client, summed over its shards.
-#[derive(Debug, Default)]
-pub struct Stats {
-    fragments_uploaded: AtomicU64,
-    bytes_uploaded: AtomicU64,
-    upload_retries: AtomicU64,
-    upload_micros: AtomicU64,
-    upload_micros_max: AtomicU64,
-    pub(crate) segments_deleted: AtomicU64,
-}
-
-/// A copy of the counters at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StatsSnapshot {
-    /// Fragments made durable.
-    pub fragments_uploaded: u64,
-    /// Bytes of those fragments.
-    pub bytes_uploaded: u64,
-    /// Upload attempts that failed and were retried.
-    pub upload_retries: u64,
-    /// Time spent by uploads that succeeded, from start to durable
-    /// (microseconds, summed over uploads): divided by the fragments it is
-    /// the mean upload latency, by wall time the mean uploads in flight.
-    pub upload_micros: u64,
-    /// The slowest of those uploads (microseconds).
-    pub upload_micros_max: u64,
-    /// Segments the retention auditor deleted (below truncation points).
-    pub segments_deleted: u64,
-}
-
-impl Stats {
-    pub fn snapshot(&self) -> StatsSnapshot {
-        StatsSnapshot {
-            fragments_uploaded: self.fragments_uploaded.load(Ordering::Relaxed),
-            bytes_uploaded: self.bytes_uploaded.load(Ordering::Relaxed),
-            upload_retries: self.upload_retries.load(Ordering::Relaxed),
-            upload_micros: self.upload_micros.load(Ordering::Relaxed),
-            upload_micros_max: self.upload_micros_max.load(Ordering::Relaxed),
-            segments_deleted: self.segments_deleted.load(Ordering::Relaxed),
-        }
-    }
-}
-
 /// The log drivers running on one shard.
 pub(crate) struct Drivers {
     gate: glommio::sync::Gate,
@@ -270,7 +228,10 @@ pub(crate) struct LogDriver {
     next_seq: u64,
     /// The newest segment this writer sealed.
     last_sealed: Option<SegmentId>,
+    /// Set when the writer stopped for good: the error of appends never
+    /// sent, and of appends whose fragment was sent.
     failed: Option<Error>,
+    failed_sent: Option<Error>,
     closing: Option<Option<oneshot::Sender<Result<()>>>>,
 }
 
@@ -307,6 +268,7 @@ impl LogDriver {
             next_seq: 0,
             last_sealed: None,
             failed: None,
+            failed_sent: None,
             closing: None,
         }
     }
@@ -615,11 +577,14 @@ impl LogDriver {
             "a segment starts where the one before it ends"
         );
         let next = SegmentInfo::new_open(self.segment.id + 1, self.epoch, self.next_offset);
-        let created = self
-            .services
-            .meta
-            .create_segment(self.log, self.epoch, &next)
-            .await;
+        let created = crate::upload::create_segment(
+            &*self.services.meta,
+            &self.services.config,
+            self.log,
+            self.epoch,
+            &next,
+        )
+        .await;
         match created {
             Ok(()) => {
                 self.segment = SegmentCursor {
@@ -629,7 +594,7 @@ impl LogDriver {
                     opened_at: Instant::now(),
                 };
             }
-            Err(err) => self.fail(err.into()),
+            Err(err) => self.fail(err),
         }
     }
 
@@ -699,9 +664,9 @@ impl LogDriver {
                     continue;
                 }
             };
-            if self.failed.is_some() {
-                // Durable, but behind a failed fragment: never acknowledged.
-                let err = self.failed.clone().expect("checked");
+            if let Some(err) = self.failed_sent.clone() {
+                // Durable, but behind a failed fragment: never acknowledged,
+                // yet visible after recovery if that fragment landed after all.
                 for ack in pending.acks {
                     ack.complete(&Err(err.clone()));
                 }
@@ -734,25 +699,35 @@ impl LogDriver {
     }
 
     async fn seal(&mut self, segment: SegmentId, seal: SealInfo) {
-        let result = self
-            .services
-            .meta
-            .seal_segment(self.log, self.epoch, segment, seal)
-            .await;
+        let result = crate::upload::seal_segment(
+            &*self.services.meta,
+            &self.services.config,
+            self.log,
+            self.epoch,
+            segment,
+            seal,
+        )
+        .await;
         match result {
-            Ok(_) => self.last_sealed = Some(segment),
-            Err(err) => self.fail(err.into()),
+            Ok(()) => self.last_sealed = Some(segment),
+            Err(err) => self.fail(err),
         }
     }
 
-    /// Marks the writer failed; every pending and later append fails with `err`.
-    fn fail(&mut self, err: Error) {
+    /// Stops the writer for good after `cause`: every pending and later
+    /// append fails. Appends whose fragment upload had started may be
+    /// durable (`OutcomeUnknown`); the rest were never sent (`WriterFailed`,
+    /// or `Fenced` if another writer took over).
+    fn fail(&mut self, cause: Error) {
         if self.failed.is_none() {
-            tracing::warn!(log = self.log, error = %err, "writer failed");
-            self.failed = Some(err.clone());
+            tracing::warn!(log = self.log, error = %cause, "writer failed");
+            self.failed = Some(stopped(&cause, false));
+            self.failed_sent = Some(stopped(&cause, true));
         }
         let err = self.failed.clone().expect("just set");
+        let sent = self.failed_sent.clone().expect("set with failed");
         for pending in self.pipeline.drain(..) {
+            let err = if pending.data.is_none() { &sent } else { &err };
             for ack in pending.acks {
                 ack.complete(&Err(err.clone()));
             }
@@ -882,6 +857,29 @@ impl LogDriver {
     }
 }
 
+/// The error of an append on a writer stopped by `cause`: `Fenced` stays
+/// `Fenced`; otherwise `OutcomeUnknown` if the append's fragment was `sent`
+/// (its upload started), else `WriterFailed`.
+fn stopped(cause: &Error, sent: bool) -> Error {
+    let kind = if sent {
+        ErrorKind::OutcomeUnknown
+    } else {
+        ErrorKind::WriterFailed
+    };
+    if cause.kind() == ErrorKind::Fenced || cause.kind() == kind {
+        return cause.clone();
+    }
+    let detail = if sent {
+        format!(
+            "may be durable: its fragment was sent, then the writer stopped: {}",
+            cause.detail()
+        )
+    } else {
+        format!("not written: the writer stopped: {}", cause.detail())
+    };
+    Error::new(kind, detail)
+}
+
 fn entry_bytes(payload: &[u8], props: &Properties) -> usize {
     payload.len()
         + props
@@ -895,76 +893,4 @@ fn too_large(max: usize) -> Error {
         ErrorKind::Invalid,
         format!("entry larger than {max} bytes (fragment_bytes_max less framing)"),
     )
-}
-
-/// Uploads one fragment with put-if-absent (multipart above the
-/// threshold), retrying transient failures with capped backoff.
-///
-/// If the key is already taken: by our own bytes (an earlier attempt whose
-/// reply was lost), that is success; by a fence marker or anything else,
-/// another writer has taken over and this one is fenced.
-pub(crate) async fn upload_fragment(
-    store: &dyn ObjectStore,
-    config: &Config,
-    stats: &Stats,
-    key: &str,
-    data: Bytes,
-    crc32c: u32,
-) -> Result<()> {
-    let mut attempt = 0u32;
-    loop {
-        let result = if data.len() > config.multipart_threshold_bytes {
-            woodpecker_engine::store::put_multipart_if_absent(
-                store,
-                key,
-                data.clone(),
-                config.multipart_part_bytes,
-                config.multipart_parallel_max,
-            )
-            .await
-        } else {
-            store
-                .put_if_absent_with_crc32c(key, data.clone(), crc32c)
-                .await
-        };
-        match result {
-            Ok(()) => return Ok(()),
-            Err(StoreError::AlreadyExists(_)) => {
-                let existing = store.get(key).await?;
-                if existing == data {
-                    return Ok(());
-                }
-                let detail = match decode_fence_marker(&existing) {
-                    Some(epoch) => format!("{key} was fenced by the writer of epoch {epoch}"),
-                    None => format!("{key} was written by another writer"),
-                };
-                return Err(Error::new(ErrorKind::Fenced, detail));
-            }
-            Err(err) if err.is_retriable() && attempt < config.upload_retries_max => {
-                stats.upload_retries.fetch_add(1, Ordering::Relaxed);
-                let backoff = config
-                    .upload_backoff_initial_ms
-                    .saturating_mul(1 << attempt.min(16))
-                    .min(config.upload_backoff_max_ms);
-                glommio::timer::sleep(Duration::from_millis(fastrand::u64(
-                    backoff / 2..=backoff.max(1),
-                )))
-                .await;
-                attempt += 1;
-            }
-            Err(err) => {
-                let mut err = Error::from(err);
-                if err.kind() == ErrorKind::Unavailable {
-                    err = Error::new(
-                        ErrorKind::Unavailable,
-                        format!(
-                            "uploading {key} failed after {} attempts: {err}",
-                            attempt + 1
-                        ),
-                    );
-                }
-                return Err(err);
-            }
-        }
-    }
 }

@@ -12,11 +12,14 @@ pub mod config;
 mod driver;
 pub mod reader;
 pub mod ring;
+mod stats;
+mod upload;
 
 pub use client::{block_on, Ack, Client, LogWriter};
 pub use config::Config;
-pub use driver::{Properties, StatsSnapshot};
+pub use driver::Properties;
 pub use reader::{LogReader, ReadEntry, StartAt};
+pub use stats::StatsSnapshot;
 
 use futures::FutureExt;
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};

@@ -43,6 +43,7 @@ fn a_dead_store_fails_appends_in_order_and_never_acks_what_is_not_durable() {
     let writer = within(30, client.open_writer("dying")).unwrap();
     let mut acked = Vec::new();
     let mut first_error = None;
+    let mut never_written = Vec::new();
     for seq in 0..5_000 {
         let data = payload(0, seq);
         match within(30, writer.append(data.clone())) {
@@ -51,7 +52,19 @@ fn a_dead_store_fails_appends_in_order_and_never_acks_what_is_not_durable() {
                 acked.push((offset, data));
             }
             Err(err) => {
-                assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+                // Sent and maybe durable, or never sent; either way the
+                // writer is gone.
+                assert!(
+                    matches!(
+                        err.kind(),
+                        ErrorKind::OutcomeUnknown | ErrorKind::WriterFailed
+                    ),
+                    "{err}"
+                );
+                assert!(err.needs_reopen(), "{err}");
+                if err.kind() == ErrorKind::WriterFailed {
+                    never_written.push(data);
+                }
                 first_error.get_or_insert(err);
             }
         }
@@ -69,6 +82,10 @@ fn a_dead_store_fails_appends_in_order_and_never_acks_what_is_not_durable() {
             entries[*offset as usize].payload == data[..],
             "acked {offset} not durable"
         );
+    }
+    // What the writer said it never sent is not there.
+    for data in &never_written {
+        assert!(!entries.iter().any(|e| e.payload == data[..]));
     }
 }
 

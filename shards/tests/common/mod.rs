@@ -2,6 +2,8 @@
 //! servers, appender threads, and checks against a full scan.
 #![allow(dead_code)]
 
+pub mod flaky_meta;
+
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::rc::Rc;
