@@ -278,3 +278,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_header_whose_offsets_overflow_is_corrupt_even_with_a_valid_checksum() {
+    let mut bytes = encode(
+        &[(b"a".to_vec(), Vec::new()), (b"b".to_vec(), Vec::new())],
+        false,
+    );
+    // first_offset (bytes 40..48) so that first_offset + entry_count wraps,
+    // with the header checksum (bytes 60..64) made valid again.
+    bytes[40..48].copy_from_slice(&(u64::MAX - 1).to_le_bytes());
+    let crc = crc32c::crc32c(&bytes[..60]);
+    bytes[60..64].copy_from_slice(&crc.to_le_bytes());
+    assert!(matches!(
+        FragmentHeader::decode(&bytes),
+        Err(FormatError::Corrupt(_))
+    ));
+    assert!(DecodedFragment::decode(&bytes).is_err());
+}

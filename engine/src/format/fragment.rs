@@ -405,6 +405,13 @@ impl FragmentHeader {
         if header.entries_bytes > FRAGMENT_ENTRIES_BYTES_MAX as u64 {
             return Err(corrupt("entry region too long"));
         }
+        if header
+            .first_offset
+            .checked_add(header.entry_count as u64)
+            .is_none()
+        {
+            return Err(corrupt("entry offsets overflow"));
+        }
         Ok(header)
     }
 
