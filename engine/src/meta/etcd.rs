@@ -31,6 +31,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+/// Backoff between attempts to re-establish a broken segment watch.
+const WATCH_RETRY_MIN: Duration = Duration::from_millis(50);
+const WATCH_RETRY_MAX: Duration = Duration::from_secs(2);
+
 pub const ENV_ETCD_ENDPOINTS: &str = "WOODPECKER_ETCD_ENDPOINTS";
 
 /// Requests queued to the control thread at most.
@@ -637,17 +641,63 @@ impl MetaStore for EtcdMeta {
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
-                // Forward until the reader drops its end or the stream ends;
-                // dropping the stream cancels the watch.
+                // Forward until the reader drops its end; dropping the
+                // stream cancels the watch. A broken stream (etcd restarted,
+                // a leader change, a partition) is re-established from the
+                // revision after the last one seen, with backoff, and the
+                // reader is told of a change, since events may have been
+                // missed (its check-then-wait loop re-reads the records).
+                let mut next_revision: Option<i64> = None;
+                let mut backoff = WATCH_RETRY_MIN;
                 loop {
-                    tokio::select! {
+                    let broken = tokio::select! {
                         _ = tx.closed() => return,
                         message = stream.message() => match message {
-                            Ok(Some(_)) => {
-                                let _ = tx.try_send(());
+                            Ok(Some(response)) if response.canceled() => {
+                                // E.g. the start revision was compacted.
+                                next_revision = None;
+                                true
                             }
-                            _ => return,
+                            Ok(Some(response)) => {
+                                if let Some(header) = response.header() {
+                                    next_revision = Some(header.revision() + 1);
+                                }
+                                if !response.events().is_empty() {
+                                    let _ = tx.try_send(());
+                                }
+                                backoff = WATCH_RETRY_MIN;
+                                false
+                            }
+                            _ => true,
                         },
+                    };
+                    if !broken {
+                        continue;
+                    }
+                    loop {
+                        tokio::select! {
+                            _ = tx.closed() => return,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(WATCH_RETRY_MAX);
+                        let mut options = WatchOptions::new().with_prefix();
+                        if let Some(revision) = next_revision {
+                            options = options.with_start_revision(revision);
+                        }
+                        match watcher.watch(prefix.as_str(), Some(options)).await {
+                            Ok(resumed) => {
+                                tracing::info!(prefix, "etcd segment watch resumed");
+                                stream = resumed;
+                                let _ = tx.try_send(());
+                                break;
+                            }
+                            Err(e) => {
+                                tracing::warn!(prefix, error = %e, "etcd segment watch broken; retrying");
+                                // The revision may be compacted away: watch
+                                // from now (the reader re-reads anyway).
+                                next_revision = None;
+                            }
+                        }
                     }
                 }
             })
