@@ -71,6 +71,8 @@ struct PoolShared {
     free: ArrayQueue<AlignedBuf>,
     /// Notified whenever a buffer comes back; every waiter re-checks.
     returned: Event,
+    /// Logs' shares of the pool (see [`crate::share`]).
+    pub(crate) shares: std::sync::Mutex<crate::share::Accounts>,
 }
 
 /// A fixed set of fragment buffers. Cloning shares the pool.
@@ -91,9 +93,19 @@ impl BufferPool {
             shared: Arc::new(PoolShared {
                 free,
                 returned: Event::new(),
+                shares: Default::default(),
             }),
             buffer_bytes,
         }
+    }
+
+    /// Every buffer of the pool, in use or not.
+    pub fn capacity(&self) -> usize {
+        self.shared.free.capacity()
+    }
+
+    pub(crate) fn accounts(&self) -> std::sync::MutexGuard<'_, crate::share::Accounts> {
+        self.shared.shares.lock().expect("pool accounts lock")
     }
 
     pub fn buffer_bytes(&self) -> usize {
@@ -140,11 +152,22 @@ impl BufferPool {
     /// The first `len` bytes of `buf` as `Bytes`, without copying; the
     /// buffer returns to this pool when the last clone is dropped.
     pub fn freeze(&self, buf: AlignedBuf, len: usize) -> Bytes {
+        self.freeze_for(buf, len, None)
+    }
+
+    /// [`Self::freeze`], handing the buffer back through `share`.
+    pub(crate) fn freeze_for(
+        &self,
+        buf: AlignedBuf,
+        len: usize,
+        share: Option<Arc<crate::share::ShareCounter>>,
+    ) -> Bytes {
         assert!(len <= buf.len());
         Bytes::from_owner(Frozen {
             buf: Some(buf),
             len,
             pool: self.clone(),
+            share,
         })
     }
 }
@@ -153,6 +176,7 @@ struct Frozen {
     buf: Option<AlignedBuf>,
     len: usize,
     pool: BufferPool,
+    share: Option<Arc<crate::share::ShareCounter>>,
 }
 
 impl AsRef<[u8]> for Frozen {
@@ -164,6 +188,9 @@ impl AsRef<[u8]> for Frozen {
 impl Drop for Frozen {
     fn drop(&mut self) {
         if let Some(buf) = self.buf.take() {
+            if let Some(share) = &self.share {
+                share.released(&self.pool);
+            }
             self.pool.give_back(buf);
         }
     }

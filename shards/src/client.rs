@@ -441,6 +441,8 @@ async fn open_on_shard(
     log: LogInfo,
     ring_max: usize,
 ) -> Result<OpenedWriter> {
+    // Refused before fencing anyone if the shard has no buffer to spare.
+    let share = crate::share::Share::new(&services.pool, services.config.log_buffers_max)?;
     let meta = services.meta.clone();
     let current = meta.get_log(&log.name).await?;
     if current.id != log.id {
@@ -478,6 +480,7 @@ async fn open_on_shard(
         &segment,
         ring.clone(),
         durable.clone(),
+        share,
     );
     services.spawn_driver(driver)?;
     Ok(OpenedWriter {

@@ -23,6 +23,12 @@ pub struct Config {
     /// Fragment buffer memory per shard, shared by its logs; when it is all
     /// in use, appends wait. At least two fragment buffers. Default 256 MiB.
     pub shard_buffer_bytes_max: usize,
+    /// Fragment buffers one writer may hold at once (open, uploading, and
+    /// waiting for acks), so a log whose store stalls cannot take the
+    /// shard's whole pool; every other writer keeps a guaranteed buffer,
+    /// so a shard admits at most `shard_buffer_bytes_max /
+    /// fragment_bytes_max` writers. Default 10.
+    pub log_buffers_max: usize,
     /// Append requests queued in one writer's ingest ring. Default 16,384.
     pub ring_requests_max: usize,
     /// Fragments larger than this go as multipart uploads. Default 16 MiB.
@@ -75,6 +81,7 @@ impl Default for Config {
             flush_interval_ms: 10,
             uploads_in_flight_max: 8,
             shard_buffer_bytes_max: 256 << 20,
+            log_buffers_max: 10,
             ring_requests_max: 16_384,
             multipart_threshold_bytes: 16 << 20,
             multipart_part_bytes: 8 << 20,
@@ -121,6 +128,9 @@ impl Config {
                 "shard_buffer_bytes_max {} must hold at least two fragments of {} bytes",
                 self.shard_buffer_bytes_max, self.fragment_bytes_max
             ));
+        }
+        if self.log_buffers_max == 0 {
+            return fail("log_buffers_max must be at least 1".into());
         }
         if self.ring_requests_max < 2 {
             return fail("ring_requests_max must be at least 2".into());

@@ -19,6 +19,7 @@
 use crate::buffer::{AlignedBuf, BufferPool};
 use crate::config::Config;
 use crate::ring::Ring;
+use crate::share::Share;
 pub(crate) use crate::stats::Stats;
 use crate::upload::upload_fragment;
 use bytes::Bytes;
@@ -212,6 +213,8 @@ pub(crate) struct LogDriver {
     services: ShardServices,
     ring: Arc<Ring<Request>>,
     durable: Arc<crate::reader::TailSignal>,
+    /// This writer's share of the shard's buffers.
+    share: Share,
     segment: SegmentCursor,
     next_offset: u64,
     open: Option<OpenFragment>,
@@ -243,6 +246,7 @@ impl LogDriver {
         segment: &SegmentInfo,
         ring: Arc<Ring<Request>>,
         durable: Arc<crate::reader::TailSignal>,
+        share: Share,
     ) -> LogDriver {
         LogDriver {
             log,
@@ -250,6 +254,7 @@ impl LogDriver {
             services,
             ring,
             durable,
+            share,
             segment: SegmentCursor {
                 id: segment.id,
                 next_fragment: 0,
@@ -445,7 +450,7 @@ impl LogDriver {
         if self.open.is_some() {
             return true;
         }
-        let Some(buf) = self.services.pool.try_take() else {
+        let Some(buf) = self.share.try_take() else {
             return false;
         };
         let meta = FragmentMeta {
@@ -521,7 +526,7 @@ impl LogDriver {
         if open.encoder.is_empty() {
             let (buf, index) = open.encoder.into_parts();
             self.index_scratch = index;
-            self.services.pool.give_back(buf);
+            self.share.give_back(buf);
             return;
         }
         let config = self.config();
@@ -537,7 +542,7 @@ impl LogDriver {
         let crc32c = open.encoder.object_crc32c();
         let (buf, index) = open.encoder.into_parts();
         self.index_scratch = index;
-        let data = self.services.pool.freeze(buf, len);
+        let data = self.share.freeze(buf, len);
         debug_assert_eq!(meta.fragment_index, self.segment.next_fragment);
         self.segment.next_fragment += 1;
         self.segment.bytes += len as u64;
@@ -738,7 +743,7 @@ impl LogDriver {
             }
             let (buf, index) = open.encoder.into_parts();
             self.index_scratch = index;
-            self.services.pool.give_back(buf);
+            self.share.give_back(buf);
         }
         if let Some(batch) = self.batch.take() {
             let _ = batch.ack.send(Err(err.clone()));
@@ -821,10 +826,10 @@ impl LogDriver {
             .map(|f| (f.opened_at + interval).saturating_duration_since(Instant::now()));
         let mut timer = deadline.map(glommio::timer::Timer::new);
         let waiting_for_buffer = self.stalled.is_some() || self.batch.is_some();
-        let mut buffer_listener = waiting_for_buffer.then(|| self.services.pool.listen());
+        let mut buffer_listener = waiting_for_buffer.then(|| self.share.listen());
         let ring = self.ring.clone();
         let completions = self.completions.clone();
-        let pool = self.services.pool.clone();
+        let share = &self.share;
         // A closed ring wakes the driver until it has begun closing (the
         // writer may have gone away after this turn's check; remembering
         // "closed when the wait began" instead lost that wake-up and left
@@ -841,7 +846,7 @@ impl LogDriver {
                 return Poll::Ready(());
             }
             if let Some(listener) = buffer_listener.as_mut() {
-                if pool.available() > 0 || Pin::new(listener).poll(cx).is_ready() {
+                if share.may_take() || Pin::new(listener).poll(cx).is_ready() {
                     return Poll::Ready(());
                 }
             } else if ring.is_closed() {

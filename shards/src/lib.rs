@@ -12,6 +12,7 @@ pub mod config;
 mod driver;
 pub mod reader;
 pub mod ring;
+mod share;
 mod stats;
 mod upload;
 

@@ -173,3 +173,56 @@ fn appends_from_one_thread_commit_in_call_order_even_when_the_ring_is_full() {
     }
     within(30, writer.close()).unwrap();
 }
+
+#[test]
+fn a_log_with_a_stalled_store_does_not_starve_the_others_of_buffers() {
+    let config = Config {
+        shards: 1,
+        fragment_bytes_max: 64 << 10,
+        shard_buffer_bytes_max: 8 * (64 << 10), // 8 buffers for both logs
+        uploads_in_flight_max: 8,
+        ..small_config()
+    };
+    let meta = Arc::new(woodpecker_engine::meta::memory::MemoryMeta::new());
+    let stalled = within(
+        10,
+        woodpecker_engine::meta::MetaStore::create_log(&*meta, "stalled"),
+    )
+    .unwrap();
+    // Every upload of the stalled log takes 3 s.
+    let rules = vec![FaultRule {
+        ops: vec![Op::PutIfAbsent],
+        key_prefix: woodpecker_engine::layout::Layout::new(&config.key_prefix)
+            .unwrap()
+            .log_prefix(stalled.id),
+        latency: Duration::from_secs(3),
+        ..FaultRule::default()
+    }];
+    let (client, _clean) = fault_clients_on(config, meta, rules, None);
+    within(10, client.create_log("busy")).unwrap();
+    let slow = within(10, client.open_writer("stalled")).unwrap();
+    let busy = within(10, client.open_writer("busy")).unwrap();
+    // The stalled log fills as many buffers as it may.
+    let mut pending = Vec::new();
+    for _ in 0..64 {
+        pending.push(slow.append(Bytes::from(vec![1u8; 16 << 10])));
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    let started = std::time::Instant::now();
+    for seq in 0..50u64 {
+        assert_eq!(
+            within(10, busy.append(Bytes::from(vec![2u8; 1024]))).unwrap(),
+            seq
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the busy log waited {:?} for buffers",
+        started.elapsed()
+    );
+    for ack in pending {
+        within(30, ack).unwrap();
+    }
+    within(10, busy.close()).unwrap();
+    within(10, slow.close()).unwrap();
+}
