@@ -4,7 +4,6 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::flaky_meta::FlakyMeta;
 use common::*;
 use std::sync::atomic::Ordering;
@@ -18,23 +17,6 @@ use woodpecker_engine::store::memory::MemoryStore;
 use woodpecker_engine::store::{Op, StoreFactory};
 use woodpecker_engine::ErrorKind;
 use woodpecker_shards::{Client, Config};
-
-/// 4 KiB fragments of three ~1 KiB entries; a segment rolls at its second
-/// fragment.
-fn rolling_config() -> Config {
-    Config {
-        fragment_bytes_max: 4096,
-        segment_bytes_max: 4096,
-        shard_buffer_bytes_max: 64 << 10,
-        ..small_config()
-    }
-}
-
-fn entry(seq: usize) -> Bytes {
-    let mut bytes = format!("entry {seq}:").into_bytes();
-    bytes.resize(1000, seq as u8);
-    Bytes::from(bytes)
-}
 
 fn etcd_outage_during_rolls(lose_replies: bool) {
     let meta = Arc::new(FlakyMeta::new());

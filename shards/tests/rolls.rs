@@ -16,27 +16,12 @@ use woodpecker_engine::store::fault::FaultRule;
 use woodpecker_engine::store::Op;
 use woodpecker_shards::{Config, StartAt};
 
-/// 4 KiB fragments of three ~1 KiB entries; a segment rolls at its second
-/// fragment.
-fn rolling_config() -> Config {
-    Config {
-        fragment_bytes_max: 4096,
-        segment_bytes_max: 4096,
-        shard_buffer_bytes_max: 64 << 10,
-        upload_retries_max: 0,
-        ..small_config()
-    }
-}
-
-fn entry(seq: usize) -> Bytes {
-    let mut bytes = format!("entry {seq}:").into_bytes();
-    bytes.resize(1000, seq as u8);
-    Bytes::from(bytes)
-}
-
 #[test]
 fn a_writer_dying_mid_roll_leaves_no_hole_in_the_offsets() {
-    let config = rolling_config();
+    let config = Config {
+        upload_retries_max: 0,
+        ..rolling_config()
+    };
     let meta = Arc::new(MemoryMeta::new());
     let log = within(10, meta.create_log("hole")).unwrap();
     // Segment 0's last fragment (index 1) is slow and then fails for good;

@@ -43,6 +43,24 @@ pub fn small_config() -> Config {
     }
 }
 
+/// 4 KiB fragments of three ~1 KiB entries ([`entry`]); a segment rolls
+/// at its second fragment.
+pub fn rolling_config() -> Config {
+    Config {
+        fragment_bytes_max: 4096,
+        segment_bytes_max: 4096,
+        shard_buffer_bytes_max: 64 << 10,
+        ..small_config()
+    }
+}
+
+/// A 1,000-byte payload that names its sequence number.
+pub fn entry(seq: usize) -> Bytes {
+    let mut bytes = format!("entry {seq}:").into_bytes();
+    bytes.resize(1000, seq as u8);
+    Bytes::from(bytes)
+}
+
 pub fn memory_client(config: Config) -> (Client, MemoryStore, Arc<MemoryMeta>) {
     let store = MemoryStore::new();
     let meta = Arc::new(MemoryMeta::new());
