@@ -66,11 +66,6 @@ impl Error {
         )
     }
 
-    /// The same error with another kind (and the detail kept).
-    pub fn with_kind(&self, kind: ErrorKind) -> Error {
-        Error::new(kind, self.detail.clone())
-    }
-
     pub fn detail(&self) -> &str {
         &self.detail
     }

@@ -72,7 +72,7 @@ struct PoolShared {
     /// Notified whenever a buffer comes back; every waiter re-checks.
     returned: Event,
     /// Logs' shares of the pool (see [`crate::share`]).
-    pub(crate) shares: std::sync::Mutex<crate::share::Accounts>,
+    shares: std::sync::Mutex<crate::share::Accounts>,
 }
 
 /// A fixed set of fragment buffers. Cloning shares the pool.

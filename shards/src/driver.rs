@@ -20,7 +20,7 @@ use crate::buffer::{AlignedBuf, BufferPool};
 use crate::config::Config;
 use crate::ring::Ring;
 use crate::share::Share;
-pub(crate) use crate::stats::Stats;
+use crate::stats::Stats;
 use crate::upload::upload_fragment;
 use bytes::Bytes;
 use std::cell::RefCell;

@@ -446,11 +446,11 @@ impl ReaderTask {
                 return Ok(());
             }
             glommio::yield_if_needed().await;
+            let present = durable_count(&known);
             let (limit, end) = match segment.state {
                 SegmentState::Sealed => (segment.fragment_count, Some(segment.end_offset)),
-                SegmentState::Open => (durable_count(&known), None),
+                SegmentState::Open => (present, None),
             };
-            let present = durable_count(&known);
             if present < limit {
                 return Err(self.missing(segment, present).await);
             }

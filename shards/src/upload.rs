@@ -20,6 +20,10 @@ use woodpecker_engine::meta::{
 use woodpecker_engine::store::{ObjectStore, StoreError};
 use woodpecker_engine::{Error, ErrorKind, Result};
 
+/// Backoff of metadata retries while etcd is unavailable.
+const METADATA_BACKOFF_INITIAL_MS: u64 = 50;
+const METADATA_BACKOFF_MAX_MS: u64 = 2_000;
+
 /// Sleep before retry `attempt` (0-based): exponential from `initial_ms`,
 /// capped at `max_ms`, jittered to between half and all of it.
 fn backoff(initial_ms: u64, max_ms: u64, attempt: u32) -> Duration {
@@ -179,7 +183,12 @@ where
             Some(Err(err)) => return Err(err.into()),
             None => "the call did not finish".to_string(),
         };
-        let retry_at = Instant::now() + backoff(50, 2_000, attempt);
+        let retry_at = Instant::now()
+            + backoff(
+                METADATA_BACKOFF_INITIAL_MS,
+                METADATA_BACKOFF_MAX_MS,
+                attempt,
+            );
         if retry_at >= deadline {
             return Err(Error::new(
                 ErrorKind::Unavailable,

@@ -3,6 +3,7 @@
 //! the store or after taking effect (a lost reply).
 
 use async_trait::async_trait;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use woodpecker_engine::meta::memory::MemoryMeta;
 use woodpecker_engine::meta::{
@@ -32,6 +33,19 @@ impl FlakyMeta {
     pub fn fail_next(&self, n: u64, lose_replies: bool) {
         self.lose_replies.store(lose_replies, Ordering::SeqCst);
         self.failures_left.store(n, Ordering::SeqCst);
+    }
+
+    /// `call`, unless an outage is due: then `Unavailable`, after running
+    /// `call` if the reply is to be lost.
+    async fn outage_or<T>(&self, call: impl Future<Output = MetaResult<T>>) -> MetaResult<T> {
+        match self.take_failure() {
+            None => call.await,
+            Some(true) => {
+                call.await?;
+                Err(outage())
+            }
+            Some(false) => Err(outage()),
+        }
     }
 
     fn take_failure(&self) -> Option<bool> {
@@ -72,15 +86,8 @@ impl MetaStore for FlakyMeta {
         epoch: u64,
         segment: &SegmentInfo,
     ) -> MetaResult<()> {
-        match self.take_failure() {
-            None => self.inner.create_segment(log, epoch, segment).await,
-            Some(lose_reply) => {
-                if lose_reply {
-                    self.inner.create_segment(log, epoch, segment).await?;
-                }
-                Err(outage())
-            }
-        }
+        self.outage_or(self.inner.create_segment(log, epoch, segment))
+            .await
     }
     async fn list_segments(&self, log: LogId) -> MetaResult<Vec<SegmentInfo>> {
         self.inner.list_segments(log).await
@@ -92,15 +99,8 @@ impl MetaStore for FlakyMeta {
         segment: SegmentId,
         seal: SealInfo,
     ) -> MetaResult<SegmentInfo> {
-        match self.take_failure() {
-            None => self.inner.seal_segment(log, epoch, segment, seal).await,
-            Some(lose_reply) => {
-                if lose_reply {
-                    self.inner.seal_segment(log, epoch, segment, seal).await?;
-                }
-                Err(outage())
-            }
-        }
+        self.outage_or(self.inner.seal_segment(log, epoch, segment, seal))
+            .await
     }
     async fn truncate(&self, log: LogId, offset: u64) -> MetaResult<()> {
         self.inner.truncate(log, offset).await
