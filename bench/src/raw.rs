@@ -173,7 +173,7 @@ pub(crate) fn bench_store(
         .clone()
         .or_else(|| temp_dir.clone())
         .unwrap_or_default();
-    let factory = StoreFactory::new(StoreConfig::from_kind(kind, dir)?);
+    let factory = StoreFactory::new(StoreConfig::from_kind(kind, dir)?)?;
     Ok((factory, temp_dir))
 }
 

@@ -4,6 +4,7 @@
 mod common;
 
 use futures::executor::block_on;
+use std::time::Duration;
 use woodpecker_engine::meta::etcd::{EtcdConfig, EtcdMeta};
 use woodpecker_engine::meta::memory::MemoryMeta;
 use woodpecker_engine::meta::{MetaError, MetaStore, SealInfo, SegmentInfo, SegmentState};
@@ -12,7 +13,7 @@ use woodpecker_engine::meta::{MetaError, MetaStore, SealInfo, SegmentInfo, Segme
 async fn within<F: std::future::Future>(future: F) -> F::Output {
     tokio::time::timeout(std::time::Duration::from_secs(10), future)
         .await
-        .expect("a segment watch fired")
+        .expect("a watch fired")
 }
 
 /// Runs `future` on a tokio runtime (for `within`'s timer).
@@ -222,6 +223,20 @@ async fn concurrent_bumps<M: MetaStore>(meta: &M) {
     }
 }
 
+/// An epoch watch starts from the current epoch and sees later bumps,
+/// including one made while nobody waited.
+async fn epoch_watch<M: MetaStore>(meta: &M) {
+    let log = meta.create_log("watched-epoch").await.unwrap();
+    let first = meta.bump_epoch(log.id, 0).await.unwrap();
+    let mut watch = meta.watch_epoch(log.id).await.unwrap();
+    assert_eq!(within(watch.above(0)).await.unwrap(), first);
+    let waiting = tokio::time::timeout(Duration::from_millis(200), watch.above(first)).await;
+    assert!(waiting.is_err(), "no bump yet: {waiting:?}");
+    let second = meta.bump_epoch(log.id, first).await.unwrap();
+    let third = meta.bump_epoch(log.id, second).await.unwrap();
+    assert_eq!(within(watch.above(first)).await.unwrap(), third);
+}
+
 /// Concurrent creates of one name: one log, one winner.
 async fn concurrent_creates<M: MetaStore>(meta: &M) {
     let attempts = (0..8).map(|_| meta.create_log("racy"));
@@ -240,6 +255,7 @@ fn memory_meta_contract() {
         contract(&meta).await;
         concurrent_bumps(&meta).await;
         concurrent_creates(&meta).await;
+        epoch_watch(&meta).await;
     });
 }
 
@@ -250,6 +266,7 @@ fn etcd_meta_contract() {
         contract(&meta).await;
         concurrent_bumps(&meta).await;
         concurrent_creates(&meta).await;
+        epoch_watch(&meta).await;
     });
 }
 

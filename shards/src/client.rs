@@ -690,7 +690,7 @@ mod tests {
                 segment_bytes_max: 1 << 20,
                 ..Config::default()
             },
-            StoreFactory::new(woodpecker_engine::store::StoreConfig::Memory),
+            StoreFactory::new(woodpecker_engine::store::StoreConfig::Memory).unwrap(),
             meta,
         )
         .unwrap();

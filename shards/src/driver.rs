@@ -23,7 +23,7 @@ use crate::share::Share;
 use crate::stats::Stats;
 use crate::upload::upload_fragment;
 use bytes::Bytes;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::ops::Range;
@@ -47,6 +47,9 @@ pub type Properties = Vec<(Bytes, Bytes)>;
 const INGEST_TURN_MAX: usize = 4096;
 /// Emptied ack lists kept for reuse.
 const SPARE_ACK_LISTS_MAX: usize = 64;
+/// Backoff between attempts to watch the log's epoch.
+const FENCE_WATCH_RETRY_MIN: Duration = Duration::from_millis(50);
+const FENCE_WATCH_RETRY_MAX: Duration = Duration::from_secs(5);
 
 pub(crate) enum Request {
     Append {
@@ -128,20 +131,55 @@ struct SegmentCursor {
     opened_at: Instant,
 }
 
-/// Upload results, pushed by upload tasks and drained by the driver.
+/// Upload results, pushed by upload tasks, and the epoch watch's news,
+/// drained by the driver.
 #[derive(Default)]
 struct Completions {
     /// Sequence number, outcome, and the fragment's bytes when it succeeded.
     done: RefCell<VecDeque<(u64, Result<Bytes>)>>,
+    /// The log's epoch, once the watch saw it pass this writer's.
+    fenced_by: Cell<Option<u64>>,
     waker: RefCell<Option<Waker>>,
 }
 
 impl Completions {
     fn push(&self, seq: u64, outcome: Result<Bytes>) {
         self.done.borrow_mut().push_back((seq, outcome));
+        self.wake();
+    }
+
+    fn fence(&self, epoch: u64) {
+        self.fenced_by.set(Some(epoch));
+        self.wake();
+    }
+
+    fn wake(&self) {
         if let Some(waker) = self.waker.borrow_mut().take() {
             waker.wake();
         }
+    }
+
+    fn is_ready(&self) -> bool {
+        !self.done.borrow().is_empty() || self.fenced_by.get().is_some()
+    }
+}
+
+/// Watches the log's epoch until it passes `epoch` (another writer opened
+/// the log), then tells the driver, so a writer learns of its fence without
+/// uploading. Re-establishes a broken watch with backoff; the driver drops
+/// the task when it ends.
+async fn watch_fence(meta: Arc<dyn MetaStore>, log: LogId, epoch: u64, news: Rc<Completions>) {
+    let mut backoff = FENCE_WATCH_RETRY_MIN;
+    loop {
+        match meta.watch_epoch(log).await {
+            Ok(mut watch) => match watch.above(epoch).await {
+                Ok(current) => return news.fence(current),
+                Err(err) => tracing::warn!(log, error = %err, "epoch watch ended; re-watching"),
+            },
+            Err(err) => tracing::warn!(log, error = %err, "cannot watch the epoch; retrying"),
+        }
+        glommio::timer::sleep(backoff).await;
+        backoff = (backoff * 2).min(FENCE_WATCH_RETRY_MAX);
     }
 }
 
@@ -285,6 +323,12 @@ impl LogDriver {
     /// Runs until the writer is closed (or dropped) and everything it
     /// accepted is durable or failed.
     pub(crate) async fn run(mut self) {
+        let _fence_watch = glommio::spawn_local(watch_fence(
+            self.services.meta.clone(),
+            self.log,
+            self.epoch,
+            self.completions.clone(),
+        ));
         loop {
             self.drain_completions().await;
             if self.closing.is_some() && self.pipeline.is_empty() && self.open.is_none() {
@@ -644,6 +688,9 @@ impl LogDriver {
     /// Applies upload results and acknowledges, in order, every fragment
     /// at the front of the pipeline that is durable.
     async fn drain_completions(&mut self) {
+        if let Some(current) = self.completions.fenced_by.take() {
+            self.fenced(current);
+        }
         loop {
             let Some((seq, outcome)) = self.completions.done.borrow_mut().pop_front() else {
                 break;
@@ -697,7 +744,7 @@ impl LogDriver {
             if self.spare_acks.len() < SPARE_ACK_LISTS_MAX {
                 self.spare_acks.push(acks);
             }
-            if let Some(seal) = pending.seal {
+            if let Some(seal) = pending.seal.filter(|_| self.failed.is_none()) {
                 self.seal(pending.segment_id, seal).await;
             }
         }
@@ -727,6 +774,8 @@ impl LogDriver {
         if self.failed.is_none() {
             tracing::warn!(log = self.log, error = %cause, "writer failed");
             self.failed = Some(stopped(&cause, false));
+        }
+        if self.failed_sent.is_none() {
             self.failed_sent = Some(stopped(&cause, true));
         }
         let err = self.failed.clone().expect("just set");
@@ -737,6 +786,12 @@ impl LogDriver {
                 ack.complete(&Err(err.clone()));
             }
         }
+        self.fail_unsent(&err);
+    }
+
+    /// Fails the open fragment, a batch being copied in and every queued
+    /// request with `err`.
+    fn fail_unsent(&mut self, err: &Error) {
         if let Some(open) = self.open.take() {
             for ack in open.acks {
                 ack.complete(&Err(err.clone()));
@@ -749,6 +804,37 @@ impl LogDriver {
             let _ = batch.ack.send(Err(err.clone()));
         }
         self.fail_queued();
+    }
+
+    /// The epoch watch saw another writer take the log: nothing more is
+    /// sent, and appends not yet sent fail `Fenced`. Uploads in flight
+    /// finish and are acknowledged if they land: a fragment durable after
+    /// every fragment before it is in the log whatever the new writer's
+    /// recovery does (its fence marker takes the first missing index).
+    fn fenced(&mut self, current: u64) {
+        if self.failed.is_some() {
+            return;
+        }
+        let err = Error::new(
+            ErrorKind::Fenced,
+            format!(
+                "another writer took over the log (epoch {current}; this writer's is {})",
+                self.epoch
+            ),
+        );
+        tracing::warn!(log = self.log, epoch = self.epoch, current, "writer fenced");
+        self.failed = Some(err.clone());
+        let unsent = self
+            .pipeline
+            .iter()
+            .position(|p| p.data.is_some())
+            .unwrap_or(self.pipeline.len());
+        for pending in self.pipeline.drain(unsent..) {
+            for ack in pending.acks {
+                ack.complete(&Err(err.clone()));
+            }
+        }
+        self.fail_unsent(&err);
     }
 
     /// Fails every request still queued (after a failure or close).
@@ -842,7 +928,7 @@ impl LogDriver {
                 }
             }
             *completions.waker.borrow_mut() = Some(cx.waker().clone());
-            if !completions.done.borrow().is_empty() {
+            if completions.is_ready() {
                 return Poll::Ready(());
             }
             if let Some(listener) = buffer_listener.as_mut() {

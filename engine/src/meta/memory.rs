@@ -2,8 +2,8 @@
 //! as etcd. For the embedded default and unit tests.
 
 use super::{
-    check_deletable, check_seal, sealed, validate_log_name, LogId, LogInfo, MetaError, MetaResult,
-    MetaStore, SealInfo, SegmentId, SegmentInfo, SegmentWatch,
+    check_deletable, check_seal, sealed, validate_log_name, EpochWatch, LogId, LogInfo, MetaError,
+    MetaResult, MetaStore, SealInfo, SegmentId, SegmentInfo, SegmentWatch,
 };
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
@@ -16,6 +16,7 @@ struct State {
     segments: HashMap<LogId, BTreeMap<SegmentId, SegmentInfo>>,
     next_log_id: LogId,
     watchers: HashMap<LogId, Vec<tokio::sync::mpsc::Sender<()>>>,
+    epoch_watchers: HashMap<LogId, Vec<tokio::sync::watch::Sender<u64>>>,
 }
 
 impl State {
@@ -110,6 +111,7 @@ impl MetaStore for MemoryMeta {
         state.segments.remove(&id);
         state.segments_changed(id);
         state.watchers.remove(&id);
+        state.epoch_watchers.remove(&id);
         Ok(())
     }
 
@@ -123,7 +125,11 @@ impl MetaStore for MemoryMeta {
             });
         }
         info.epoch += 1;
-        Ok(info.epoch)
+        let epoch = info.epoch;
+        if let Some(watchers) = state.epoch_watchers.get_mut(&log) {
+            watchers.retain(|w| w.send(epoch).is_ok());
+        }
+        Ok(epoch)
     }
 
     async fn create_segment(
@@ -202,6 +208,14 @@ impl MetaStore for MemoryMeta {
         log_mut(&mut state, log)?;
         let (tx, watch) = SegmentWatch::channel();
         state.watchers.entry(log).or_default().push(tx);
+        Ok(watch)
+    }
+
+    async fn watch_epoch(&self, log: LogId) -> MetaResult<EpochWatch> {
+        let mut state = self.state();
+        let current = log_mut(&mut state, log)?.epoch;
+        let (tx, watch) = EpochWatch::channel(current);
+        state.epoch_watchers.entry(log).or_default().push(tx);
         Ok(watch)
     }
 }

@@ -180,6 +180,34 @@ pub trait MetaStore: Send + Sync {
     /// A watch that fires whenever the log's segment records change
     /// (created, sealed, deleted), so readers need not poll metadata.
     async fn watch_segments(&self, log: LogId) -> MetaResult<SegmentWatch>;
+    /// A watch of the log's writer epoch, starting from its current value,
+    /// so a writer learns it was fenced without touching storage.
+    async fn watch_epoch(&self, log: LogId) -> MetaResult<EpochWatch>;
+}
+
+/// Follows a log's writer epoch. The value seen is the newest known; a
+/// bump that happens while nobody waits is kept.
+pub struct EpochWatch {
+    epoch: tokio::sync::watch::Receiver<u64>,
+}
+
+impl EpochWatch {
+    /// The sending side, for implementations: `send_replace(epoch)` on a
+    /// change; `current` is the epoch when the watch began.
+    pub fn channel(current: u64) -> (tokio::sync::watch::Sender<u64>, EpochWatch) {
+        let (tx, rx) = tokio::sync::watch::channel(current);
+        (tx, EpochWatch { epoch: rx })
+    }
+
+    /// Waits until the epoch is above `epoch` and returns it; `Unavailable`
+    /// if the watch broke for good.
+    pub async fn above(&mut self, epoch: u64) -> MetaResult<u64> {
+        self.epoch
+            .wait_for(|current| *current > epoch)
+            .await
+            .map(|current| *current)
+            .map_err(|_| MetaError::Unavailable("epoch watch ended".to_string()))
+    }
 }
 
 /// Fires after segment records change. Changes that happen while nobody

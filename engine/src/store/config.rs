@@ -5,8 +5,10 @@ use super::memory::MemoryStore;
 use super::null::NullStore;
 use super::s3::{S3Config, S3Store};
 use super::{ObjectStore, StoreError};
+use futures_rustls::rustls;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// Which object store, and its settings.
 #[derive(Clone, Debug)]
@@ -61,17 +63,33 @@ pub struct StoreFactory {
     config: StoreConfig,
     memory: MemoryStore,
     null: NullStore,
-    custom: Option<std::sync::Arc<OpenStore>>,
+    /// The local store, its directories made on the caller's thread.
+    local: Option<LocalStore>,
+    /// TLS settings of an HTTPS S3 endpoint, its CA file read already.
+    s3_tls: Option<Arc<rustls::ClientConfig>>,
+    custom: Option<Arc<OpenStore>>,
 }
 
 impl StoreFactory {
-    pub fn new(config: StoreConfig) -> StoreFactory {
-        StoreFactory {
+    /// Does the blocking preparation here, on the caller's thread (a local
+    /// store's directories, an S3 CA file), so no shard blocks on it.
+    pub fn new(config: StoreConfig) -> Result<StoreFactory, StoreError> {
+        let local = match &config {
+            StoreConfig::Local { dir } => Some(LocalStore::open(dir.clone())?),
+            _ => None,
+        };
+        let s3_tls = match &config {
+            StoreConfig::S3(s3) => S3Store::tls(s3)?,
+            _ => None,
+        };
+        Ok(StoreFactory {
             config,
             memory: MemoryStore::new(),
             null: NullStore::new(),
+            local,
+            s3_tls,
             custom: None,
-        }
+        })
     }
 
     /// A factory that calls `open` on each shard; `kind` names it in reports.
@@ -82,7 +100,9 @@ impl StoreFactory {
             config: StoreConfig::Memory,
             memory: MemoryStore::new(),
             null: NullStore::new(),
-            custom: Some(std::sync::Arc::new(open)),
+            local: None,
+            s3_tls: None,
+            custom: Some(Arc::new(open)),
         }
     }
 
@@ -92,6 +112,8 @@ impl StoreFactory {
             config: StoreConfig::Memory,
             memory,
             null: NullStore::new(),
+            local: None,
+            s3_tls: None,
             custom: None,
         }
     }
@@ -107,8 +129,10 @@ impl StoreFactory {
         Ok(match &self.config {
             StoreConfig::Memory => Rc::new(self.memory.clone()),
             StoreConfig::Null => Rc::new(self.null.clone()),
-            StoreConfig::Local { dir } => Rc::new(LocalStore::open(dir.clone())?),
-            StoreConfig::S3(config) => Rc::new(S3Store::new(config.clone())?),
+            StoreConfig::Local { .. } => Rc::new(self.local.clone().expect("opened by new")),
+            StoreConfig::S3(config) => {
+                Rc::new(S3Store::with_tls(config.clone(), self.s3_tls.clone())?)
+            }
         })
     }
 }

@@ -4,7 +4,8 @@
 //! Durability: an object is written to a temporary file, `fdatasync`ed,
 //! then renamed (put) or hard-linked (put-if-absent: `link` fails if the
 //! name is taken, which makes it atomic) into place, and the directory is
-//! synced, all before success is reported.
+//! synced, all before success is reported. A directory made on the way
+//! has its parent synced too, so a new key prefix survives a crash.
 //!
 //! Directory operations (rename, link, listing, directory sync, stat,
 //! delete) are blocking system calls with no io_uring form here; they run
@@ -53,11 +54,12 @@ fn glommio_error<T>(context: &str, err: glommio::GlommioError<T>) -> StoreError 
 }
 
 impl LocalStore {
-    /// A store rooted at `root`, created if missing.
+    /// A store rooted at `root`, created if missing. Blocking: call it off
+    /// the shards ([`super::StoreFactory::new`] does) and clone the store.
     pub fn open(root: impl Into<PathBuf>) -> StoreResult<LocalStore> {
         let root = root.into();
         for dir in [root.join(".tmp"), root.join(".uploads")] {
-            std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir.to_string_lossy(), e))?;
+            create_dirs_synced(&dir).map_err(|e| io_error(&dir.to_string_lossy(), e))?;
         }
         let warmup = root.join(WARMUP_FILE);
         if std::fs::metadata(&warmup).map(|m| m.len()).unwrap_or(0) == 0 {
@@ -133,7 +135,8 @@ impl LocalStore {
         }
         .await;
         if result.is_err() {
-            let _ = std::fs::remove_file(&path);
+            let temp = path.clone();
+            let _ = blocking(move || std::fs::remove_file(temp)).await;
         }
         result.map(|_| path)
     }
@@ -193,9 +196,37 @@ async fn blocking<T: Send + 'static>(calls: impl FnOnce() -> T + Send + 'static)
     glommio::executor().spawn_blocking(calls).await
 }
 
+async fn exists(path: &Path) -> bool {
+    let path = path.to_path_buf();
+    blocking(move || path.exists()).await
+}
+
+/// Creates `dir` and its missing ancestors, syncing the parent of each one
+/// it creates so the new names survive a crash. Returns those it created.
+fn create_dirs_synced(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut next = Some(dir);
+    while let Some(path) = next.filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
+        missing.push(path.to_path_buf());
+        next = path.parent();
+    }
+    missing.reverse();
+    for path in &missing {
+        match std::fs::create_dir(path) {
+            // Another thread made it: sync its parent here too, since that
+            // thread may not have yet.
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        let parent = path.parent().expect("a created directory has a parent");
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(missing)
+}
+
 fn install_now(temp: &Path, target: &Path, replace: bool) -> io::Result<()> {
     let parent = target.parent().expect("object paths have a parent");
-    let result = std::fs::create_dir_all(parent).and_then(|_| {
+    let result = create_dirs_synced(parent).and_then(|_| {
         if replace {
             std::fs::rename(temp, target)
         } else {
@@ -287,7 +318,7 @@ impl ObjectStore for LocalStore {
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
         let target = self.object_path(key)?;
-        if target.exists() {
+        if exists(&target).await {
             return Err(StoreError::AlreadyExists(key.to_string()));
         }
         let temp = self.write_temp(&[&data]).await?;
@@ -300,7 +331,7 @@ impl ObjectStore for LocalStore {
         let dir = self.upload_dir(&upload_id)?;
         let owner = key.to_string();
         blocking(move || {
-            std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(dir.join("key"), owner))
+            create_dirs_synced(&dir).and_then(|_| std::fs::write(dir.join("key"), owner))
         })
         .await
         .map_err(|e| io_error(key, e))?;
@@ -338,7 +369,7 @@ impl ObjectStore for LocalStore {
         if_absent: bool,
     ) -> StoreResult<()> {
         let target = self.object_path(key)?;
-        if if_absent && target.exists() {
+        if if_absent && exists(&target).await {
             return Err(StoreError::AlreadyExists(key.to_string()));
         }
         let dir = self.upload_dir(upload_id)?;
@@ -464,4 +495,20 @@ fn walk(root: &Path, dir: &str, found: &mut dyn FnMut(&str, u64)) -> io::Result<
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_directories_are_created_with_their_parents_synced() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("a/b/c");
+        std::fs::create_dir(root.path().join("a")).unwrap();
+        let created = create_dirs_synced(&dir).unwrap();
+        assert_eq!(created, [root.path().join("a/b"), dir.clone()]);
+        assert!(dir.is_dir());
+        assert!(create_dirs_synced(&dir).unwrap().is_empty());
+    }
 }

@@ -32,7 +32,7 @@ fn main() {
         ..Config::default()
     };
     let meta = Arc::new(EtcdMeta::connect(&etcd).unwrap());
-    let store = StoreFactory::new(StoreConfig::S3(S3Config::from_env().unwrap()));
+    let store = StoreFactory::new(StoreConfig::S3(S3Config::from_env().unwrap())).unwrap();
     let client = Client::start(config, store, meta).unwrap();
     let writer = block_on(client.open_writer(log)).unwrap();
     let started = Instant::now();

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use woodpecker_engine::meta::memory::MemoryMeta;
 use woodpecker_engine::meta::{
-    LogId, LogInfo, MetaError, MetaResult, MetaStore, SealInfo, SegmentId, SegmentInfo,
+    EpochWatch, LogId, LogInfo, MetaError, MetaResult, MetaStore, SealInfo, SegmentId, SegmentInfo,
     SegmentWatch,
 };
 
@@ -110,5 +110,8 @@ impl MetaStore for FlakyMeta {
     }
     async fn watch_segments(&self, log: LogId) -> MetaResult<SegmentWatch> {
         self.inner.watch_segments(log).await
+    }
+    async fn watch_epoch(&self, log: LogId) -> MetaResult<EpochWatch> {
+        self.inner.watch_epoch(log).await
     }
 }

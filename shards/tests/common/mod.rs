@@ -96,7 +96,7 @@ pub fn real_client_on(config: Config, etcd: &EtcdConfig) -> Client {
     let meta: Arc<dyn MetaStore> = Arc::new(EtcdMeta::connect(etcd).expect("etcd"));
     Client::start(
         config,
-        StoreFactory::new(StoreConfig::S3(s3_config())),
+        StoreFactory::new(StoreConfig::S3(s3_config())).expect("S3 store"),
         meta,
     )
     .expect("client")

@@ -18,6 +18,7 @@ use ::http::{header, Method, StatusCode};
 use async_trait::async_trait;
 use base64::Engine as _;
 use bytes::Bytes;
+use futures_rustls::rustls;
 use http_body_util::Full;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use serde::{Deserialize, Serialize};
@@ -148,7 +149,38 @@ pub struct S3Store {
 }
 
 impl S3Store {
+    /// A client on this thread; reads the CA file, if any (a blocking
+    /// call: on a shard, use [`S3Store::with_tls`] with [`S3Store::tls`]
+    /// prepared beforehand).
     pub fn new(config: S3Config) -> StoreResult<S3Store> {
+        let tls = S3Store::tls(&config)?;
+        S3Store::with_tls(config, tls)
+    }
+
+    /// The TLS settings for `config`'s endpoint (`None` for plain HTTP),
+    /// with its extra CA read from disk. `Send + Sync`: prepare once, share
+    /// with every shard.
+    pub fn tls(config: &S3Config) -> StoreResult<Option<Arc<rustls::ClientConfig>>> {
+        config.validate().map_err(StoreError::Invalid)?;
+        let endpoint = url::Url::parse(&config.endpoint).expect("validated");
+        if endpoint.scheme() != "https" {
+            return Ok(None);
+        }
+        let extra_ca = match &config.ca_cert_path {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                StoreError::Invalid(format!("reading CA certificate {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+        let tls = http::tls_config(extra_ca.as_deref()).map_err(StoreError::Invalid)?;
+        Ok(Some(Arc::new(tls)))
+    }
+
+    /// A client on this thread with TLS settings from [`S3Store::tls`].
+    pub fn with_tls(
+        config: S3Config,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> StoreResult<S3Store> {
         config.validate().map_err(StoreError::Invalid)?;
         let endpoint = url::Url::parse(&config.endpoint).expect("validated");
         let style = if config.virtual_hosted {
@@ -164,19 +196,12 @@ impl S3Store {
         )
         .map_err(|e| StoreError::Invalid(format!("S3 bucket address: {e:?}")))?;
         let base = bucket.base_url();
-        let https = base.scheme() == "https";
-        let tls = if https {
-            let extra_ca = match &config.ca_cert_path {
-                Some(path) => Some(std::fs::read(path).map_err(|e| {
-                    StoreError::Invalid(format!("reading CA certificate {}: {e}", path.display()))
-                })?),
-                None => None,
-            };
-            let tls = http::tls_config(extra_ca.as_deref()).map_err(StoreError::Invalid)?;
-            Some(Arc::new(tls))
-        } else {
-            None
-        };
+        if (base.scheme() == "https") != tls.is_some() {
+            return Err(StoreError::Invalid(format!(
+                "TLS settings do not match the endpoint {}",
+                config.endpoint
+            )));
+        }
         let ip = match base.host() {
             Some(url::Host::Ipv4(ip)) => Some(ip.into()),
             Some(url::Host::Ipv6(ip)) => Some(ip.into()),

@@ -18,22 +18,20 @@
 //! guard (the epoch value, a key's absence, or a record's mod revision).
 
 use super::{
-    check_deletable, check_seal, sealed, validate_log_name, LogId, LogInfo, MetaError, MetaResult,
-    MetaStore, SealInfo, SegmentId, SegmentInfo, SegmentWatch,
+    check_deletable, check_seal, sealed, validate_log_name, EpochWatch, LogId, LogInfo, MetaError,
+    MetaResult, MetaStore, SealInfo, SegmentId, SegmentInfo, SegmentWatch,
 };
 use async_trait::async_trait;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse,
-    WatchOptions,
 };
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
+use watch::Follower;
 
-/// Backoff between attempts to re-establish a broken segment watch.
-const WATCH_RETRY_MIN: Duration = Duration::from_millis(50);
-const WATCH_RETRY_MAX: Duration = Duration::from_secs(2);
+mod watch;
 
 pub const ENV_ETCD_ENDPOINTS: &str = "WOODPECKER_ETCD_ENDPOINTS";
 
@@ -51,6 +49,14 @@ pub struct EtcdConfig {
     pub prefix: String,
     pub connect_timeout_ms: u64,
     pub request_timeout_ms: u64,
+    /// HTTP/2 keep-alive pings: one after this much silence on the
+    /// connection (etcd refuses pings more often than every 5 s by
+    /// default)...
+    pub keep_alive_interval_ms: u64,
+    /// ...and a connection whose ping is not answered within this is dead:
+    /// requests fail over and watches are re-established, so a partition is
+    /// found within interval + timeout.
+    pub keep_alive_timeout_ms: u64,
 }
 
 impl Default for EtcdConfig {
@@ -60,6 +66,8 @@ impl Default for EtcdConfig {
             prefix: "/woodpecker".to_string(),
             connect_timeout_ms: 5_000,
             request_timeout_ms: 10_000,
+            keep_alive_interval_ms: 5_000,
+            keep_alive_timeout_ms: 3_000,
         }
     }
 }
@@ -89,8 +97,15 @@ impl EtcdConfig {
                 self.prefix
             ));
         }
-        if self.connect_timeout_ms == 0 || self.request_timeout_ms == 0 {
-            return Err("etcd timeouts must be positive".to_string());
+        if [
+            self.connect_timeout_ms,
+            self.request_timeout_ms,
+            self.keep_alive_interval_ms,
+            self.keep_alive_timeout_ms,
+        ]
+        .contains(&0)
+        {
+            return Err("etcd timeouts and keep-alive intervals must be positive".to_string());
         }
         Ok(())
     }
@@ -186,6 +201,10 @@ impl EtcdMeta {
         let endpoints = config.endpoints.clone();
         let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
         let request_timeout = Duration::from_millis(config.request_timeout_ms);
+        let keep_alive = (
+            Duration::from_millis(config.keep_alive_interval_ms),
+            Duration::from_millis(config.keep_alive_timeout_ms),
+        );
         std::thread::Builder::new()
             .name("woodpecker-etcd".to_string())
             .spawn(move || {
@@ -202,7 +221,9 @@ impl EtcdMeta {
                 runtime.block_on(async move {
                     let options = ConnectOptions::new()
                         .with_connect_timeout(connect_timeout)
-                        .with_timeout(request_timeout);
+                        .with_timeout(request_timeout)
+                        .with_keep_alive(keep_alive.0, keep_alive.1)
+                        .with_require_leader(true);
                     let connecting = Client::connect(&endpoints, Some(options));
                     let client = match tokio::time::timeout(connect_timeout, connecting).await {
                         Ok(Ok(client)) => client,
@@ -627,88 +648,16 @@ impl MetaStore for EtcdMeta {
 
     async fn watch_segments(&self, log: LogId) -> MetaResult<SegmentWatch> {
         let (tx, watch) = SegmentWatch::channel();
-        let prefix = self.keys.segments(log);
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |client| {
-            Box::pin(async move {
-                let mut watcher = client.watch_client();
-                let options = WatchOptions::new().with_prefix();
-                let mut stream = match watcher.watch(prefix.as_str(), Some(options)).await {
-                    Ok(stream) => stream,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(unavailable(e)));
-                        return;
-                    }
-                };
-                let _ = ready_tx.send(Ok(()));
-                // Forward until the reader drops its end; dropping the
-                // stream cancels the watch. A broken stream (etcd restarted,
-                // a leader change, a partition) is re-established from the
-                // revision after the last one seen, with backoff, and the
-                // reader is told of a change, since events may have been
-                // missed (its check-then-wait loop re-reads the records).
-                let mut next_revision: Option<i64> = None;
-                let mut backoff = WATCH_RETRY_MIN;
-                loop {
-                    let broken = tokio::select! {
-                        _ = tx.closed() => return,
-                        message = stream.message() => match message {
-                            Ok(Some(response)) if response.canceled() => {
-                                // E.g. the start revision was compacted.
-                                next_revision = None;
-                                true
-                            }
-                            Ok(Some(response)) => {
-                                if let Some(header) = response.header() {
-                                    next_revision = Some(header.revision() + 1);
-                                }
-                                if !response.events().is_empty() {
-                                    let _ = tx.try_send(());
-                                }
-                                backoff = WATCH_RETRY_MIN;
-                                false
-                            }
-                            _ => true,
-                        },
-                    };
-                    if !broken {
-                        continue;
-                    }
-                    loop {
-                        tokio::select! {
-                            _ = tx.closed() => return,
-                            _ = tokio::time::sleep(backoff) => {}
-                        }
-                        backoff = (backoff * 2).min(WATCH_RETRY_MAX);
-                        let mut options = WatchOptions::new().with_prefix();
-                        if let Some(revision) = next_revision {
-                            options = options.with_start_revision(revision);
-                        }
-                        match watcher.watch(prefix.as_str(), Some(options)).await {
-                            Ok(resumed) => {
-                                tracing::info!(prefix, "etcd segment watch resumed");
-                                stream = resumed;
-                                let _ = tx.try_send(());
-                                break;
-                            }
-                            Err(e) => {
-                                tracing::warn!(prefix, error = %e, "etcd segment watch broken; retrying");
-                                // The revision may be compacted away: watch
-                                // from now (the reader re-reads anyway).
-                                next_revision = None;
-                            }
-                        }
-                    }
-                }
-            })
-        });
-        self.jobs
-            .send(job)
-            .await
-            .map_err(|_| MetaError::Unavailable("etcd control thread stopped".to_string()))?;
-        ready_rx
-            .await
-            .map_err(|_| MetaError::Unavailable("etcd watch dropped".to_string()))??;
+        let key = self.keys.segments(log);
+        self.follow(key, Follower::Segments(tx)).await?;
+        Ok(watch)
+    }
+
+    async fn watch_epoch(&self, log: LogId) -> MetaResult<EpochWatch> {
+        // The initial value is read by the follower before it watches.
+        let (tx, watch) = EpochWatch::channel(0);
+        let key = self.keys.epoch(log);
+        self.follow(key, Follower::Epoch(tx)).await?;
         Ok(watch)
     }
 }
