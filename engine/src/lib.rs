@@ -6,6 +6,8 @@
 
 pub mod error;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod layout;
 pub mod meta;
 pub mod recovery;

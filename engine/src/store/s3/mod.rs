@@ -9,8 +9,10 @@
 
 pub mod body;
 pub mod http;
+pub mod xml;
 
 use self::http::{Endpoint, HttpError, Pool, Response};
+use self::xml::error_code;
 use super::{
     check_range, validate_key, ListPage, ObjectMeta, ObjectStore, StoreError, StoreResult,
 };
@@ -352,22 +354,6 @@ fn crc32c_base64(crc: u32) -> String {
     base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
 }
 
-fn error_code(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let field = |name: &str| {
-        let open = format!("<{name}>");
-        let close = format!("</{name}>");
-        let start = text.find(&open)? + open.len();
-        let end = text[start..].find(&close)? + start;
-        Some(text[start..end].to_string())
-    };
-    match (field("Code"), field("Message")) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code,
-        _ => String::new(),
-    }
-}
-
 fn is_retriable(response: &Response) -> bool {
     let status = response.status;
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
@@ -442,12 +428,7 @@ impl ObjectStore for S3Store {
         };
         let (response, _) = self.call(key, &build).await?;
         expect_success(key, &response)?;
-        let text = String::from_utf8_lossy(&response.body);
-        let parsed =
-            rusty_s3::actions::CreateMultipartUpload::parse_response(&text).map_err(|e| {
-                StoreError::Unavailable(format!("{key}: bad CreateMultipartUpload reply: {e}"))
-            })?;
-        Ok(parsed.upload_id().to_string())
+        xml::upload_id(key, &response.body)
     }
 
     async fn upload_part(
@@ -621,32 +602,7 @@ impl ObjectStore for S3Store {
         };
         let (response, _) = self.call(prefix, &build).await?;
         expect_success(prefix, &response)?;
-        let text = String::from_utf8_lossy(&response.body);
-        let parsed = rusty_s3::actions::ListObjectsV2::parse_response(&text)
-            .map_err(|e| StoreError::Unavailable(format!("{prefix}: bad listing reply: {e}")))?;
-        let url_encoded = parsed.encoding_type.as_deref() == Some("url");
-        let mut objects = Vec::with_capacity(parsed.contents.len());
-        for item in parsed.contents {
-            let key = if url_encoded {
-                percent_encoding::percent_decode_str(&item.key.replace('+', " "))
-                    .decode_utf8()
-                    .map_err(|e| StoreError::Unavailable(format!("listed key: {e}")))?
-                    .into_owned()
-            } else {
-                item.key
-            };
-            objects.push(ObjectMeta {
-                key,
-                size: item.size.unwrap_or(0),
-            });
-        }
-        let truncated = parsed.next_continuation_token.is_some();
-        let next = if truncated {
-            objects.last().map(|o| o.key.clone())
-        } else {
-            None
-        };
-        Ok(ListPage { objects, next })
+        xml::list_page(prefix, &response.body)
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
