@@ -249,8 +249,19 @@ impl PrivateMinio {
             Duration::from_secs(300),
         );
         let path = &url.as_str()[url.origin().ascii_serialization().len()..];
-        let status = http_status(self.daemon.port, "PUT", path);
-        assert_eq!(status, Some(200), "creating the campaign bucket");
+        // Live is not ready: early requests may get 503.
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let status = http_status(self.daemon.port, "PUT", path);
+            if status == Some(200) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "creating the bucket: status {status:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
