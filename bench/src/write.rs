@@ -39,7 +39,7 @@ use woodpecker_engine::meta::memory::MemoryMeta;
 use woodpecker_engine::meta::MetaStore;
 use woodpecker_engine::store::StoreFactory;
 use woodpecker_engine::ErrorKind;
-use woodpecker_shards::{block_on, Ack, Client, Config, LogWriter};
+use woodpecker_shards::{block_on, Ack, Client, Config, FlushPolicy, LogWriter};
 
 /// How often the --keep-mb consumer truncates (and the auditor looks).
 const TRUNCATE_INTERVAL: Duration = Duration::from_millis(100);
@@ -86,6 +86,10 @@ pub struct WriteArgs {
     /// PUT phase at full speed.
     #[arg(long, default_value_t = 4)]
     pub rounds: usize,
+    /// When a fragment ships: `adaptive` (as soon as an upload slot is
+    /// free) or `interval` (at --flush-interval-ms).
+    #[arg(long, default_value = "interval")]
+    pub flush_policy: FlushPolicy,
     #[arg(long, default_value_t = 10)]
     pub flush_interval_ms: u64,
     #[arg(long, default_value_t = 8 << 20)]
@@ -120,6 +124,7 @@ pub struct WriteReport {
     pub ack_order: AckOrder,
     pub rate: Option<f64>,
     pub shards: usize,
+    pub flush_policy: FlushPolicy,
     pub flush_interval_ms: u64,
     pub fragment_bytes_max: usize,
     pub uploads_in_flight_max: usize,
@@ -136,6 +141,9 @@ pub struct WriteReport {
     pub ack_latency_ms: LatencyMs,
     pub fragments: u64,
     pub avg_fragment_bytes: u64,
+    /// Fragment uploads (PUTs, or multipart uploads) per second over the
+    /// engine phases: with `avg_fragment_bytes`, the request cost per GB.
+    pub puts_per_s: f64,
     pub upload_retries: u64,
     /// Mean time of one fragment upload, start to durable.
     pub upload_latency_mean_ms: f64,
@@ -194,6 +202,7 @@ impl WriteArgs {
         let mut config = Config {
             shards: self.shards,
             fragment_bytes_max: self.fragment_bytes,
+            flush_policy: self.flush_policy,
             flush_interval_ms: self.flush_interval_ms,
             uploads_in_flight_max: self.uploads_in_flight,
             shard_buffer_bytes_max: buffers * self.fragment_bytes,
@@ -348,6 +357,7 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
         ack_order: args.ack_order,
         rate: args.rate,
         shards: args.shards,
+        flush_policy: args.flush_policy,
         flush_interval_ms: args.flush_interval_ms,
         fragment_bytes_max: args.fragment_bytes,
         uploads_in_flight_max: args.uploads_in_flight,
@@ -362,6 +372,7 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
         ack_latency_ms: LatencyMs::from_histogram(&histogram),
         fragments: stats.fragments_uploaded,
         avg_fragment_bytes,
+        puts_per_s: uploads as f64 / seconds,
         upload_retries: stats.upload_retries,
         upload_latency_mean_ms: upload_micros as f64 / 1e3 / uploads.max(1) as f64,
         upload_latency_max_ms: stats.upload_micros_max as f64 / 1e3,
@@ -716,7 +727,7 @@ fn raw_puts(
 
 pub fn print_summary(report: &WriteReport) {
     println!(
-        "write: store={} logs={} entry={} B appenders={} window={} batch={} acks={:?} rate={}",
+        "write: store={} logs={} entry={} B appenders={} window={} batch={} acks={:?} rate={} flush={:?}",
         report.store,
         report.logs,
         report.entry_bytes,
@@ -725,14 +736,16 @@ pub fn print_summary(report: &WriteReport) {
         report.batch,
         report.ack_order,
         report.rate.map_or("max".to_string(), |r| format!("{r}/s")),
+        report.flush_policy,
     );
     println!(
-        "  {:.1} MB/s, {:.0} entries/s over {:.1} s ({} fragments, avg {} bytes, {} retries)",
+        "  {:.1} MB/s, {:.0} entries/s over {:.1} s ({} fragments, avg {} bytes, {:.0} PUTs/s, {} retries)",
         report.throughput_mb_s,
         report.entries_per_s,
         report.seconds,
         report.fragments,
         report.avg_fragment_bytes,
+        report.puts_per_s,
         report.upload_retries
     );
     println!(

@@ -24,7 +24,8 @@ use woodpecker_shards::{Client, StartAt};
 pub struct History {
     /// (log, offset, origin) of every acknowledgement.
     pub acks: Vec<(usize, u64, Origin)>,
-    pub not_sent: Vec<(usize, Origin)>,
+    /// (log, origin, error kind) of appends that failed as not written.
+    pub not_sent: Vec<(usize, Origin, String)>,
     pub unknown: usize,
     /// Per reader process, its lines in order.
     pub readers: Vec<Vec<String>>,
@@ -41,9 +42,11 @@ impl History {
                     self.acks
                         .push((log as usize, offset, Origin { writer, seq }))
                 }
-                ("notsent", Some(log), Some(writer), Some(seq), _) => {
-                    self.not_sent.push((log as usize, Origin { writer, seq }))
-                }
+                ("notsent", Some(log), Some(writer), Some(seq), _) => self.not_sent.push((
+                    log as usize,
+                    Origin { writer, seq },
+                    fields.get(4).unwrap_or(&"").to_string(),
+                )),
                 ("unknown", ..) => self.unknown += 1,
                 _ => self.problems.push(format!("writer: {line}")),
             }
@@ -207,10 +210,10 @@ pub fn check(
             }
         }
         // 4.
-        for (_, origin) in history.not_sent.iter().filter(|(l, _)| *l == log) {
+        for (_, origin, kind) in history.not_sent.iter().filter(|(l, _, _)| *l == log) {
             if seen.contains(origin) {
                 fail(format!(
-                    "{origin:?} failed as not written, yet it is in the log"
+                    "{origin:?} failed as not written ({kind}), yet it is in the log"
                 ));
             }
         }

@@ -284,5 +284,19 @@ pub fn run_once(cluster: &mut Cluster, seed: u64, window: Duration) -> RunReport
     report.violations = run.problems;
     report.violations.extend(violations);
     run.checker.shutdown();
+    if !report.violations.is_empty() {
+        // Keep what the processes printed, for the post-mortem.
+        for proc in &run.done {
+            let name = proc.role.replace(' ', "-");
+            let _ = std::fs::write(
+                run.dir.path().join(format!("{name}.out")),
+                proc.lines().join("\n"),
+            );
+        }
+        let kept = run.dir.keep();
+        report
+            .violations
+            .push(format!("the run's output is kept in {}", kept.display()));
+    }
     report
 }

@@ -8,7 +8,9 @@ use crate::store::StoreError;
 /// What the caller should do about an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
-    /// Another writer took over the log; this writer must stop.
+    /// Another writer took over the log; this writer must stop. This
+    /// append was not written (one whose upload had started when the
+    /// writer stopped gets `OutcomeUnknown` instead).
     Fenced,
     /// Transient: retry later (object store or etcd unreachable, throttled,
     /// or a bounded queue is full).

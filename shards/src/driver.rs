@@ -17,7 +17,7 @@
 //! are durable.
 
 use crate::buffer::{AlignedBuf, BufferPool};
-use crate::config::Config;
+use crate::config::{Config, FlushPolicy};
 use crate::ring::Ring;
 use crate::share::Share;
 use crate::stats::Stats;
@@ -550,15 +550,31 @@ impl LogDriver {
         }
     }
 
+    /// Closes the open fragment if its time has come: at once if an upload
+    /// slot is free (adaptive policy; what gathered while every slot was
+    /// busy ships together), else `flush_interval_ms` after its first
+    /// entry.
     async fn flush_if_due(&mut self) {
+        let Some(open) = self.open.as_ref().filter(|f| !f.encoder.is_empty()) else {
+            return;
+        };
         let interval = Duration::from_millis(self.config().flush_interval_ms);
-        let due = self
-            .open
-            .as_ref()
-            .is_some_and(|f| !f.encoder.is_empty() && f.opened_at.elapsed() >= interval);
+        let due = match self.config().flush_policy {
+            FlushPolicy::Adaptive => {
+                self.upload_slot_free() || open.opened_at.elapsed() >= interval
+            }
+            FlushPolicy::Interval => open.opened_at.elapsed() >= interval,
+        };
         if due {
             self.close_fragment().await;
         }
+    }
+
+    /// Whether a fragment closed now would start uploading at once (no
+    /// closed fragment waits for a slot, and a slot is free).
+    fn upload_slot_free(&self) -> bool {
+        self.uploads_in_flight < self.config().uploads_in_flight_max
+            && !self.pipeline.iter().any(|p| p.data.is_some())
     }
 
     /// Finishes the open fragment and queues it for upload; rolls the
@@ -768,8 +784,10 @@ impl LogDriver {
 
     /// Stops the writer for good after `cause`: every pending and later
     /// append fails. Appends whose fragment upload had started may be
-    /// durable (`OutcomeUnknown`); the rest were never sent (`WriterFailed`,
-    /// or `Fenced` if another writer took over).
+    /// durable (`OutcomeUnknown`, even when fenced: a seal or create that
+    /// meets the new epoch says nothing of the fragments in flight); the
+    /// rest were never sent (`WriterFailed`, or `Fenced` if another writer
+    /// took over).
     fn fail(&mut self, cause: Error) {
         if self.failed.is_none() {
             tracing::warn!(log = self.log, error = %cause, "writer failed");
@@ -948,16 +966,18 @@ impl LogDriver {
     }
 }
 
-/// The error of an append on a writer stopped by `cause`: `Fenced` stays
-/// `Fenced`; otherwise `OutcomeUnknown` if the append's fragment was `sent`
-/// (its upload started), else `WriterFailed`.
+/// The error of an append on a writer stopped by `cause`: `OutcomeUnknown`
+/// if the append's fragment was `sent` (its upload started: it may be in
+/// the log whatever stopped the writer, a fence included, since the new
+/// writer's recovery keeps every fragment that landed in order); else
+/// `Fenced` if another writer took over, `WriterFailed` otherwise.
 fn stopped(cause: &Error, sent: bool) -> Error {
-    let kind = if sent {
-        ErrorKind::OutcomeUnknown
-    } else {
-        ErrorKind::WriterFailed
+    let kind = match (sent, cause.kind()) {
+        (true, _) => ErrorKind::OutcomeUnknown,
+        (false, ErrorKind::Fenced) => ErrorKind::Fenced,
+        (false, _) => ErrorKind::WriterFailed,
     };
-    if cause.kind() == ErrorKind::Fenced || cause.kind() == kind {
+    if cause.kind() == kind {
         return cause.clone();
     }
     let detail = if sent {

@@ -17,7 +17,7 @@ mod stats;
 mod upload;
 
 pub use client::{block_on, Ack, Client, LogWriter};
-pub use config::Config;
+pub use config::{Config, FlushPolicy};
 pub use driver::Properties;
 pub use reader::{LogReader, ReadEntry, StartAt};
 pub use stats::StatsSnapshot;

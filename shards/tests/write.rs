@@ -84,7 +84,12 @@ fn fencing(client: &Client, other: &Client) {
     let second = within(30, other.open_writer("fenced")).unwrap();
     assert!(second.epoch() > first.epoch());
     let (streamed, err) = streaming.join().unwrap();
-    assert_eq!(err.kind(), ErrorKind::Fenced, "{err}");
+    // Its one append in flight was sent: Fenced if its upload met the fence
+    // marker, OutcomeUnknown if the writer learned of the fence otherwise.
+    assert!(
+        matches!(err.kind(), ErrorKind::Fenced | ErrorKind::OutcomeUnknown),
+        "{err}"
+    );
     acked.extend(streamed);
 
     // Later appends of the fenced writer fail too.

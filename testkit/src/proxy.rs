@@ -43,6 +43,8 @@ struct Shared {
     reset_generation: AtomicU64,
     /// Bumped by every partition: connections older than it are dead.
     partitions: AtomicU64,
+    /// Client connections open now.
+    open: AtomicU64,
     seed: u64,
 }
 
@@ -72,6 +74,7 @@ impl FaultProxy {
             stop: AtomicBool::new(false),
             reset_generation: AtomicU64::new(0),
             partitions: AtomicU64::new(0),
+            open: AtomicU64::new(0),
             seed,
         });
         let accept_shared = shared.clone();
@@ -104,6 +107,12 @@ impl FaultProxy {
 
     pub fn mode(&self) -> ProxyMode {
         self.shared.mode()
+    }
+
+    /// Client connections open now (each closes when its client or the
+    /// server closes it, or a fault resets it).
+    pub fn open_connections(&self) -> u64 {
+        self.shared.open.load(Ordering::SeqCst)
     }
 
     /// Resets every connection open now (new ones are unaffected).
@@ -165,6 +174,12 @@ impl Link {
 }
 
 fn connection(client: TcpStream, target: SocketAddr, shared: Arc<Shared>, number: u64) {
+    shared.open.fetch_add(1, Ordering::SeqCst);
+    forward(client, target, &shared, number);
+    shared.open.fetch_sub(1, Ordering::SeqCst);
+}
+
+fn forward(client: TcpStream, target: SocketAddr, shared: &Arc<Shared>, number: u64) {
     let generation = shared.reset_generation.load(Ordering::SeqCst);
     let partitions = shared.partitions.load(Ordering::SeqCst);
     let dead = shared.mode() == ProxyMode::Partition;
@@ -199,7 +214,7 @@ fn connection(client: TcpStream, target: SocketAddr, shared: Arc<Shared>, number
         let (link, shared) = (link.clone(), shared.clone());
         std::thread::spawn(move || pump(&link, &shared, true))
     };
-    pump(&link, &shared, false);
+    pump(&link, shared, false);
     let _ = upstream.join();
 }
 

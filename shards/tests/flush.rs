@@ -1,0 +1,93 @@
+//! The flush policies against a store with added latency: under
+//! `adaptive`, an append at low load is acknowledged within about one
+//! upload, not the flush interval; under a saturating load fragments still
+//! fill; acknowledgements stay in offset order and no fragment is empty
+//! (the scan decodes every fragment, and an empty one does not decode).
+
+mod common;
+
+use common::*;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use woodpecker_engine::store::fault::FaultRule;
+use woodpecker_engine::store::Op;
+use woodpecker_shards::{Config, FlushPolicy};
+
+const UPLOAD_LATENCY: Duration = Duration::from_millis(50);
+const FLUSH_INTERVAL_MS: u64 = 1_000;
+
+fn slow_uploads() -> Vec<FaultRule> {
+    vec![FaultRule {
+        ops: vec![Op::PutIfAbsent],
+        latency: UPLOAD_LATENCY,
+        ..FaultRule::default()
+    }]
+}
+
+fn config(policy: FlushPolicy) -> Config {
+    Config {
+        flush_policy: policy,
+        flush_interval_ms: FLUSH_INTERVAL_MS,
+        ..small_config()
+    }
+}
+
+/// The ack time of single appends, one at a time.
+fn lone_append_latencies(policy: FlushPolicy) -> Vec<Duration> {
+    let (client, clean) = fault_clients(config(policy), slow_uploads(), None);
+    within(30, client.create_log("lone")).unwrap();
+    let writer = within(10, client.open_writer("lone")).unwrap();
+    let latencies = (0..5)
+        .map(|seq| {
+            let started = Instant::now();
+            assert_eq!(within(10, writer.append(entry(seq))).unwrap(), seq as u64);
+            started.elapsed()
+        })
+        .collect();
+    within(10, writer.close()).unwrap();
+    let acked: Vec<_> = (0..5).map(|seq| (seq as u64, entry(seq))).collect();
+    assert_log_holds(&clean, "lone", 0, &acked);
+    latencies
+}
+
+#[test]
+fn adaptive_acknowledges_a_lone_append_within_about_one_upload() {
+    for latency in lone_append_latencies(FlushPolicy::Adaptive) {
+        assert!(
+            latency >= UPLOAD_LATENCY && latency < UPLOAD_LATENCY * 4,
+            "a lone append took {latency:?}; one upload takes {UPLOAD_LATENCY:?}"
+        );
+    }
+}
+
+#[test]
+fn interval_waits_the_interval_before_a_lone_append_ships() {
+    for latency in lone_append_latencies(FlushPolicy::Interval) {
+        assert!(
+            latency >= Duration::from_millis(FLUSH_INTERVAL_MS),
+            "a lone append took {latency:?}, less than the interval"
+        );
+    }
+}
+
+#[test]
+fn adaptive_fragments_fill_under_a_saturating_load() {
+    let config = config(FlushPolicy::Adaptive);
+    let fragment_bytes_max = config.fragment_bytes_max as u64;
+    let (client, clean) = fault_clients(config, slow_uploads(), None);
+    within(30, client.create_log("busy")).unwrap();
+    let writer = Arc::new(within(10, client.open_writer("busy")).unwrap());
+    // 4 x 256 appends of about 750 bytes in flight: every upload slot
+    // busy all along.
+    let acked = concurrent_appends(&writer, 4, 3_000, 256);
+    let stats = client.stats();
+    let mean = stats.bytes_uploaded / stats.fragments_uploaded;
+    assert!(
+        mean * 2 >= fragment_bytes_max,
+        "{} fragments of {mean} bytes on average; the limit is {fragment_bytes_max}",
+        stats.fragments_uploaded
+    );
+    let writer = Arc::into_inner(writer).expect("the appenders are done");
+    within(10, writer.close()).unwrap();
+    assert_log_holds(&clean, "busy", 0, &acked);
+}
