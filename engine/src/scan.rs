@@ -7,7 +7,11 @@
 //! * an open segment shows its durable run (see [`crate::recovery`]);
 //! * offsets are dense across segments (each starts at
 //!   [`crate::meta::SegmentInfo::start_offset`], the previous one's end; a
-//!   sealed segment without fragments holds nothing); a gap is corruption.
+//!   sealed segment without fragments holds nothing); a gap is corruption;
+//! * a sealed segment wholly below the truncation point is skipped: its
+//!   entries are not visible, and retention may have deleted some of its
+//!   objects already (it deletes them before the record, so a crash in
+//!   between leaves the record).
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::fragment::DecodedFragment;
@@ -27,15 +31,21 @@ fn corrupt(detail: String) -> Error {
     Error::new(ErrorKind::Corrupt, detail)
 }
 
+/// Scans log `log`, whose entries below `truncated_below` are truncated.
 pub async fn scan_log<S: ObjectStore + ?Sized>(
     store: &S,
     meta: &dyn MetaStore,
     layout: &Layout,
     log: LogId,
+    truncated_below: u64,
 ) -> Result<Vec<ScannedEntry>> {
     let mut entries = Vec::new();
     let mut expected: Option<u64> = None;
     for segment in meta.list_segments(log).await? {
+        if segment.state == SegmentState::Sealed && segment.end_offset <= truncated_below {
+            expected = Some(segment.end_offset);
+            continue;
+        }
         let run = durable_run(store, layout, log, &segment).await?;
         let (count, end) = match segment.state {
             SegmentState::Sealed => (segment.fragment_count, segment.end_offset),

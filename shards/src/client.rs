@@ -296,7 +296,14 @@ impl Client {
         let log = self.get_log(name).await?;
         self.on_shard(log.id, move |services| async move {
             let layout = services.layout.clone();
-            scan_log(&*services.store, &*services.meta, &layout, log.id).await
+            scan_log(
+                &*services.store,
+                &*services.meta,
+                &layout,
+                log.id,
+                log.truncated_below,
+            )
+            .await
         })
         .await
     }

@@ -118,3 +118,40 @@ fn close_right_after_a_roll_seals_every_segment() {
     }
     assert_log_holds(&clean, "closing", 0, &acked);
 }
+
+/// Retention deletes a segment's objects before its record, so a writer
+/// dying in between leaves a sealed record below the truncation point whose
+/// objects are gone. The log still scans, and reads from the truncation
+/// point.
+#[test]
+fn a_segment_half_deleted_below_the_truncation_point_is_skipped() {
+    let (client, store, meta) = memory_client(rolling_config());
+    let log = within(10, client.create_log("half")).unwrap();
+    let writer = within(10, client.open_writer("half")).unwrap();
+    let acked: Vec<_> = (0..12)
+        .map(|seq| (within(10, writer.append(entry(seq))).unwrap(), entry(seq)))
+        .collect();
+    within(10, writer.close()).unwrap();
+    within(10, client.truncate("half", 9)).unwrap();
+    let layout = Layout::new(&client.config().key_prefix).unwrap();
+    let mut emptied = 0;
+    for segment in within(10, meta.list_segments(log.id)).unwrap() {
+        if segment.state == SegmentState::Sealed && segment.end_offset <= 9 {
+            let objects =
+                futures::executor::block_on(layout.list_fragments(&store, log.id, segment.id))
+                    .unwrap();
+            for object in objects {
+                futures::executor::block_on(woodpecker_engine::store::ObjectStore::delete(
+                    &store,
+                    &object.key,
+                ))
+                .unwrap();
+            }
+            emptied += 1;
+        }
+    }
+    assert!(emptied > 0, "some segment lies wholly below offset 9");
+    assert_log_holds(&client, "half", 9, &acked[9..]);
+    let mut reader = within(10, client.open_reader("half", StartAt::Earliest)).unwrap();
+    assert_eq!(within(10, reader.next()).unwrap().offset, 9);
+}
