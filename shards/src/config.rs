@@ -48,8 +48,8 @@ pub struct Config {
     /// When a fragment that is neither full nor at `fragment_entries_max`
     /// closes: `interval` at `flush_interval_ms`, `adaptive` (group commit)
     /// as soon as an upload slot is free. Default interval (adaptive is not
-    /// the default yet: under the fault campaign it exposes a reader that
-    /// stops after partitions; see docs/ARCHITECTURE.md).
+    /// the default yet: under the fault campaign it makes a reader that
+    /// stops after partitions far likelier; see docs/ARCHITECTURE.md).
     pub flush_policy: FlushPolicy,
     /// A fragment is closed this long after its first entry at the latest,
     /// full or not (under `adaptive`, the bound while every upload slot is
