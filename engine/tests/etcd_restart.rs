@@ -22,15 +22,20 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         })
 }
 
-#[test]
-fn segment_watches_survive_an_etcd_restart() {
-    let mut etcd = PrivateEtcd::start();
-    let config = EtcdConfig {
+/// A client of `etcd` with short request timeouts.
+fn connect(etcd: &PrivateEtcd) -> EtcdMeta {
+    EtcdMeta::connect(&EtcdConfig {
         endpoints: vec![etcd.endpoint()],
         request_timeout_ms: 2_000,
         ..EtcdConfig::default()
-    };
-    let meta = EtcdMeta::connect(&config).unwrap();
+    })
+    .unwrap()
+}
+
+#[test]
+fn segment_watches_survive_an_etcd_restart() {
+    let mut etcd = PrivateEtcd::start();
+    let meta = connect(&etcd);
     block_on(async {
         let log = meta.create_log("watched").await.unwrap();
         let epoch = meta.bump_epoch(log.id, 0).await.unwrap();
@@ -68,12 +73,7 @@ fn segment_watches_survive_an_etcd_restart() {
 #[test]
 fn epoch_watches_survive_an_etcd_restart() {
     let mut etcd = PrivateEtcd::start();
-    let config = EtcdConfig {
-        endpoints: vec![etcd.endpoint()],
-        request_timeout_ms: 2_000,
-        ..EtcdConfig::default()
-    };
-    let meta = EtcdMeta::connect(&config).unwrap();
+    let meta = connect(&etcd);
     block_on(async {
         let log = meta.create_log("fenced").await.unwrap();
         let epoch = meta.bump_epoch(log.id, 0).await.unwrap();

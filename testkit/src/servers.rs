@@ -25,6 +25,26 @@ struct Daemon {
 }
 
 impl Daemon {
+    /// A server not started yet, logging to `log`, ready when a GET of
+    /// `health` on `port` answers 200.
+    fn new(
+        name: &'static str,
+        command: impl Fn() -> Command + Send + 'static,
+        log: PathBuf,
+        port: u16,
+        health: &'static str,
+    ) -> Daemon {
+        Daemon {
+            name,
+            command: Box::new(command),
+            log,
+            port,
+            health,
+            child: None,
+            paused: false,
+        }
+    }
+
     fn start(&mut self) {
         self.kill();
         let log = std::fs::OpenOptions::new()
@@ -159,15 +179,13 @@ impl PrivateEtcd {
             command
         };
         let mut etcd = PrivateEtcd {
-            daemon: Daemon {
-                name: "etcd",
-                command: Box::new(command),
-                log: dir.path().join("etcd.log"),
-                port: client_port,
-                health: "/health",
-                child: None,
-                paused: false,
-            },
+            daemon: Daemon::new(
+                "etcd",
+                command,
+                dir.path().join("etcd.log"),
+                client_port,
+                "/health",
+            ),
             _dir: dir,
         };
         etcd.restart();
@@ -214,15 +232,13 @@ impl PrivateMinio {
             command
         };
         let mut minio = PrivateMinio {
-            daemon: Daemon {
-                name: "minio",
-                command: Box::new(command),
-                log: dir.path().join("minio.log"),
+            daemon: Daemon::new(
+                "minio",
+                command,
+                dir.path().join("minio.log"),
                 port,
-                health: "/minio/health/live",
-                child: None,
-                paused: false,
-            },
+                "/minio/health/live",
+            ),
             _dir: dir,
         };
         minio.restart();

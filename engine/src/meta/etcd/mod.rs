@@ -259,6 +259,14 @@ impl EtcdMeta {
         Ok(meta)
     }
 
+    /// Hands `job` to the control thread.
+    async fn submit(&self, job: Job) -> MetaResult<()> {
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| MetaError::Unavailable("etcd control thread stopped".to_string()))
+    }
+
     /// Runs `work` on the control thread, within the request timeout.
     async fn call<T, F, Fut>(&self, work: F) -> MetaResult<T>
     where
@@ -279,10 +287,7 @@ impl EtcdMeta {
                 let _ = reply_tx.send(result);
             })
         });
-        self.jobs
-            .send(job)
-            .await
-            .map_err(|_| MetaError::Unavailable("etcd control thread stopped".to_string()))?;
+        self.submit(job).await?;
         reply_rx
             .await
             .map_err(|_| MetaError::Unavailable("etcd request dropped".to_string()))?

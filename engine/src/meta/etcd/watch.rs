@@ -183,10 +183,7 @@ impl EtcdMeta {
                 }
             })
         });
-        self.jobs
-            .send(job)
-            .await
-            .map_err(|_| MetaError::Unavailable("etcd control thread stopped".to_string()))?;
+        self.submit(job).await?;
         ready_rx
             .await
             .map_err(|_| MetaError::Unavailable("etcd watch dropped".to_string()))?
