@@ -54,3 +54,66 @@ fn requests_timed_out_on_a_partition_close_their_connections() {
         );
     });
 }
+
+/// Keep-alive connections that sat idle through a partition are as dead
+/// as the ones it caught mid-request (a middlebox that lost their state):
+/// after the first request on one times out, the retry must not take the
+/// next dead one from the pool, or a request walks through every idle
+/// connection, one deadline each, and fails although the network healed.
+#[test]
+fn a_request_after_a_partition_does_not_retry_on_dead_idle_connections() {
+    let real = common::s3_config();
+    let target = real
+        .endpoint
+        .trim_start_matches("http://")
+        .parse()
+        .expect("the test MinIO listens on an IP address");
+    let proxy = FaultProxy::start(target, 5);
+    let timeout_ms = 300;
+    let config = S3Config {
+        endpoint: format!("http://{}", proxy.addr()),
+        request_timeout_ms: timeout_ms,
+        retries_max: 4,
+        retry_backoff_initial_ms: 1,
+        retry_backoff_max_ms: 5,
+        ..real
+    };
+    common::run_local(|| async move {
+        let store = S3Store::new(config).unwrap();
+        // Eight connections, all idle in the pool afterwards.
+        let keys: Vec<String> = (0..8).map(|i| format!("idle/{i}")).collect();
+        let heads = keys.iter().map(|key| store.head(key));
+        for outcome in futures::future::join_all(heads).await {
+            assert!(
+                matches!(
+                    outcome,
+                    Err(woodpecker_engine::store::StoreError::NotFound(_))
+                ),
+                "{outcome:?}"
+            );
+        }
+        assert_eq!(
+            proxy.open_connections(),
+            8,
+            "the pool keeps its connections"
+        );
+        // A partition comes and goes while they sit idle.
+        proxy.set(ProxyMode::Partition);
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+        proxy.set(ProxyMode::Pass);
+        let started = Instant::now();
+        let outcome = store.head("idle/none").await;
+        let took = started.elapsed();
+        assert!(
+            matches!(
+                outcome,
+                Err(woodpecker_engine::store::StoreError::NotFound(_))
+            ),
+            "the request after the partition healed failed: {outcome:?} after {took:?}"
+        );
+        assert!(
+            took < Duration::from_millis(2 * timeout_ms + 200),
+            "the request took {took:?}: it retried on more than one dead connection"
+        );
+    });
+}

@@ -215,7 +215,9 @@ pub struct Response {
 }
 
 /// Keep-alive HTTP/1.1 connections to one endpoint, at most
-/// `connections_max` open at once; requests beyond that wait.
+/// `connections_max` open at once; requests beyond that wait. A failed
+/// request empties the idle list, so its retry does not meet another
+/// connection silenced by the same fault.
 pub struct Pool {
     endpoint: Endpoint,
     idle: RefCell<Vec<SendRequest<Full<Bytes>>>>,
@@ -343,7 +345,15 @@ impl Pool {
             glommio::timer::sleep(timeout).await;
             Err(HttpError::Timeout)
         };
-        futures_lite::future::or(exchange, deadline).await
+        let outcome = futures_lite::future::or(exchange, deadline).await;
+        if outcome.is_err() {
+            // The path to the server failed this request; the idle
+            // connections went over the same path and may be as dead (a
+            // partition, a middlebox that lost their state). Retries start
+            // on new connections, not one deadline per pooled one.
+            self.idle.borrow_mut().clear();
+        }
+        outcome
     }
 
     fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {
