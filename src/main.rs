@@ -1,7 +1,10 @@
 //! The `woodpecker` command: benchmarks today; serve, tune and log admin as
 //! they arrive.
 
+mod logging;
+
 use clap::{Parser, Subcommand};
+use logging::LogFormat;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -11,6 +14,13 @@ use std::process::ExitCode;
     about = "A write-ahead log on object storage"
 )]
 struct Cli {
+    /// Log filter on stderr: a level (error, warn, info, debug, trace) or
+    /// RUST_LOG-style directives. Default: RUST_LOG, else warn.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -22,31 +32,12 @@ enum Command {
     Bench(woodpecker_bench::BenchCommand),
 }
 
-/// Prints warnings and errors from libraries (glommio reports executor
-/// stalls, with a backtrace, as `log` warnings) on stderr.
-struct StderrLogger;
-
-impl log::Log for StderrLogger {
-    fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= log::Level::Warn
-    }
-
-    fn log(&self, record: &log::Record) {
-        if self.enabled(record.metadata()) {
-            eprintln!("woodpecker: {}: {}", record.level(), record.args());
-        }
-    }
-
-    fn flush(&self) {}
-}
-
-static LOGGER: StderrLogger = StderrLogger;
-
 fn main() -> ExitCode {
-    if log::set_logger(&LOGGER).is_ok() {
-        log::set_max_level(log::LevelFilter::Warn);
-    }
     let cli = Cli::parse();
+    if let Err(err) = logging::init(cli.log_level.as_deref(), cli.log_format) {
+        eprintln!("woodpecker: {err}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Bench(command) => woodpecker_bench::run(command),
     };

@@ -477,6 +477,13 @@ async fn open_on_shard(
     } = recover_log(&*services.store, &*meta, &services.layout, log.id, epoch).await?;
     let segment = SegmentInfo::new_open(next_segment, epoch, next_offset);
     meta.create_segment(log.id, epoch, &segment).await?;
+    tracing::info!(
+        log = %log.name,
+        epoch,
+        segment = next_segment,
+        next_offset,
+        "writer opened; earlier segments recovered and sealed"
+    );
     let ring = Arc::new(Ring::new(ring_max));
     let durable = Arc::new(TailSignal::default());
     durable.durable.store(next_offset, Ordering::Release);

@@ -419,6 +419,12 @@ impl LogDriver {
         .await;
         match created {
             Ok(()) => {
+                tracing::debug!(
+                    log = self.log,
+                    segment = next.id,
+                    start_offset = self.next_offset,
+                    "segment rolled"
+                );
                 self.segment = SegmentCursor {
                     id: next.id,
                     next_fragment: 0,

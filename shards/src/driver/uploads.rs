@@ -175,7 +175,15 @@ impl LogDriver {
         )
         .await;
         match result {
-            Ok(()) => self.last_sealed = Some(segment),
+            Ok(()) => {
+                tracing::debug!(
+                    log = self.log,
+                    segment,
+                    end_offset = seal.end_offset,
+                    "segment sealed"
+                );
+                self.last_sealed = Some(segment);
+            }
             Err(err) => self.fail(err),
         }
     }

@@ -41,7 +41,7 @@ pub const ENV_S3_CA_CERT: &str = "WOODPECKER_S3_CA_CERT";
 const SIGNATURE_TTL: Duration = Duration::from_secs(900);
 
 /// Settings of the S3 client. Defaults suit a local MinIO or AWS S3.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct S3Config {
     /// `http://host:port` or `https://host:port`, without the bucket.
@@ -85,6 +85,34 @@ impl Default for S3Config {
             retry_backoff_max_ms: 2_000,
             send_checksum: true,
         }
+    }
+}
+
+/// Shows everything but the secret key, so a logged configuration never
+/// carries it.
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = if self.secret_key.is_empty() {
+            ""
+        } else {
+            "<masked>"
+        };
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &secret)
+            .field("virtual_hosted", &self.virtual_hosted)
+            .field("ca_cert_path", &self.ca_cert_path)
+            .field("connections_max", &self.connections_max)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("retries_max", &self.retries_max)
+            .field("retry_backoff_initial_ms", &self.retry_backoff_initial_ms)
+            .field("retry_backoff_max_ms", &self.retry_backoff_max_ms)
+            .field("send_checksum", &self.send_checksum)
+            .finish()
     }
 }
 
@@ -631,6 +659,21 @@ mod tests {
         let body = b"<Error><Code>SlowDown</Code><Message>Please reduce</Message></Error>";
         assert_eq!(error_code(body), "SlowDown: Please reduce");
         assert_eq!(error_code(b"garbage"), "");
+    }
+
+    #[test]
+    fn debug_output_masks_the_secret_key() {
+        let config = S3Config {
+            access_key: "AKID".into(),
+            secret_key: "very-secret-key".into(),
+            ..S3Config::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("very-secret-key"), "{shown}");
+        assert!(
+            shown.contains("AKID") && shown.contains("<masked>"),
+            "{shown}"
+        );
     }
 
     #[test]
