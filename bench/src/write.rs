@@ -88,7 +88,7 @@ pub struct WriteArgs {
     pub rounds: usize,
     /// When a fragment ships: `adaptive` (as soon as an upload slot is
     /// free) or `interval` (at --flush-interval-ms).
-    #[arg(long, default_value = "interval")]
+    #[arg(long, default_value = "adaptive")]
     pub flush_policy: FlushPolicy,
     #[arg(long, default_value_t = 10)]
     pub flush_interval_ms: u64,

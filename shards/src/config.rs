@@ -13,10 +13,10 @@ pub enum FlushPolicy {
     /// upload slots is free; while every slot is busy, entries gather and
     /// ship together when one frees (or at `flush_interval_ms`). An ack
     /// costs about one PUT at low load; fragments stay large under load.
+    #[default]
     Adaptive,
     /// The open fragment ships `flush_interval_ms` after its first entry
     /// (or when full): fewest PUTs, an interval added to every ack.
-    #[default]
     Interval,
 }
 
@@ -47,9 +47,7 @@ pub struct Config {
     pub fragment_entries_max: usize,
     /// When a fragment that is neither full nor at `fragment_entries_max`
     /// closes: `interval` at `flush_interval_ms`, `adaptive` (group commit)
-    /// as soon as an upload slot is free. Default interval (adaptive is not
-    /// the default yet: under the fault campaign it makes a reader that
-    /// stops after partitions far likelier; see docs/ARCHITECTURE.md).
+    /// as soon as an upload slot is free. Default adaptive.
     pub flush_policy: FlushPolicy,
     /// A fragment is closed this long after its first entry at the latest,
     /// full or not (under `adaptive`, the bound while every upload slot is
@@ -115,7 +113,7 @@ impl Default for Config {
             pin_cores: true,
             fragment_bytes_max: 8 << 20,
             fragment_entries_max: 65_536,
-            flush_policy: FlushPolicy::Interval,
+            flush_policy: FlushPolicy::Adaptive,
             flush_interval_ms: 10,
             uploads_in_flight_max: 8,
             shard_buffer_bytes_max: 256 << 20,
