@@ -2,7 +2,8 @@
 //! tail, every entry checked.
 //!
 //! A reader is a task on the log's shard. It follows the log's segments
-//! (from metadata, refreshed by a segment watch), lists each segment's
+//! (from metadata: a listing serves every sealed segment in it, and is
+//! refreshed past them or on the segment watch), lists each segment's
 //! fragments (listing, never probing), fetches them with GETs (ranged
 //! when starting inside a fragment), `prefetch_fragments` at a time as
 //! separate tasks (so fetches progress while earlier fragments are handed
@@ -386,41 +387,36 @@ impl ReaderTask {
     }
 
     async fn follow(&mut self) -> Result<()> {
+        // The last listing. A sealed segment never changes, so while the
+        // position lies in one it is read from here; the store is listed
+        // again only past the last sealed segment known (catching up over
+        // S segments costs O(S) records, not O(S^2)).
+        let mut segments: Vec<SegmentInfo> = Vec::new();
         loop {
             if self.stop.is_stopped() {
                 return Ok(());
             }
-            let segments = self.services.meta.list_segments(self.log.id).await?;
-            if segments
-                .first()
-                .is_some_and(|s| self.position < s.start_offset())
-            {
-                return Err(Error::new(
-                    ErrorKind::Invalid,
-                    format!(
-                        "offset {} of log {} is truncated",
-                        self.position, self.log.name
-                    ),
-                ));
-            }
-            // Each segment starts where the one before it ended: the newest
-            // one starting at or before `position` holds it, unless it is
-            // sealed before it. An open segment is read only once the one
-            // before it is sealed: until then its fragments may lie past a
-            // hole that recovery will void (a writer that died mid-roll).
-            let holder = segments
-                .iter()
-                .rposition(|s| s.start_offset() <= self.position)
-                .filter(|&i| {
-                    let s = &segments[i];
-                    match s.state {
-                        SegmentState::Sealed => self.position < s.end_offset,
-                        SegmentState::Open => {
-                            i == 0 || segments[i - 1].state == SegmentState::Sealed
-                        }
+            let cached = holder(&segments, self.position)
+                .filter(|&i| segments[i].state == SegmentState::Sealed);
+            let current = match cached {
+                Some(i) => Some(segments[i].clone()),
+                None => {
+                    segments = self.services.meta.list_segments(self.log.id).await?;
+                    if segments
+                        .first()
+                        .is_some_and(|s| self.position < s.start_offset())
+                    {
+                        return Err(Error::new(
+                            ErrorKind::Invalid,
+                            format!(
+                                "offset {} of log {} is truncated",
+                                self.position, self.log.name
+                            ),
+                        ));
                     }
-                });
-            let current = holder.map(|i| segments[i].clone());
+                    holder(&segments, self.position).map(|i| segments[i].clone())
+                }
+            };
             match current {
                 Some(segment) => self.read_segment(&segment).await?,
                 None => self.wait_for_change().await?,
@@ -746,6 +742,25 @@ impl ReaderTask {
     async fn wait_for_change(&mut self) -> Result<()> {
         self.wait_for_more(POLL_BACKOFF_MAX).await.map(|_| ())
     }
+}
+
+/// The index of the segment holding `position`. Each segment starts where
+/// the one before it ended: the newest one starting at or before
+/// `position` holds it, unless it is sealed before it. An open segment is
+/// read only once the one before it is sealed: until then its fragments
+/// may lie past a hole that recovery will void (a writer that died
+/// mid-roll).
+fn holder(segments: &[SegmentInfo], position: u64) -> Option<usize> {
+    segments
+        .iter()
+        .rposition(|s| s.start_offset() <= position)
+        .filter(|&i| {
+            let s = &segments[i];
+            match s.state {
+                SegmentState::Sealed => position < s.end_offset,
+                SegmentState::Open => i == 0 || segments[i - 1].state == SegmentState::Sealed,
+            }
+        })
 }
 
 /// Fragments `0..n` are present and none is a fence marker.

@@ -155,3 +155,36 @@ fn a_segment_half_deleted_below_the_truncation_point_is_skipped() {
     let mut reader = within(10, client.open_reader("half", StartAt::Earliest)).unwrap();
     assert_eq!(within(10, reader.next()).unwrap().offset, 9);
 }
+
+/// A reader catching up over many sealed segments lists the segment
+/// records a few times, not once per segment: each listing carries every
+/// record, so once per segment made a catch-up over S segments cost S^2
+/// records from etcd.
+#[test]
+fn catching_up_over_many_segments_lists_them_a_few_times_not_once_each() {
+    let (client, _store, meta) = memory_client(rolling_config());
+    within(10, client.create_log("long")).unwrap();
+    let writer = within(10, client.open_writer("long")).unwrap();
+    let acks: Vec<_> = (0..240).map(|seq| writer.append(entry(seq))).collect();
+    let acked: Vec<(u64, Bytes)> = within(30, join_all(acks))
+        .into_iter()
+        .enumerate()
+        .map(|(seq, outcome)| (outcome.unwrap(), entry(seq)))
+        .collect();
+    within(10, writer.close()).unwrap();
+    let log = within(10, meta.get_log("long")).unwrap();
+    let segments = within(10, meta.list_segments(log.id)).unwrap().len();
+    assert!(segments >= 40, "the log rolled often: {segments} segments");
+    let before = meta.list_segments_calls();
+    let mut reader = within(10, client.open_reader("long", StartAt::Earliest)).unwrap();
+    for (offset, data) in &acked {
+        let read = within(10, reader.next()).unwrap();
+        assert_eq!(read.offset, *offset);
+        assert!(read.payload == data[..], "entry {offset} differs");
+    }
+    let calls = meta.list_segments_calls() - before;
+    assert!(
+        calls <= 4,
+        "reading {segments} sealed segments listed them {calls} times"
+    );
+}

@@ -17,6 +17,7 @@ struct State {
     next_log_id: LogId,
     watchers: HashMap<LogId, Vec<tokio::sync::mpsc::Sender<()>>>,
     epoch_watchers: HashMap<LogId, Vec<tokio::sync::watch::Sender<u64>>>,
+    list_segments_calls: u64,
 }
 
 impl State {
@@ -39,6 +40,12 @@ pub struct MemoryMeta {
 impl MemoryMeta {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many times `list_segments` was called: tests bound what a
+    /// reader costs the metadata store.
+    pub fn list_segments_calls(&self) -> u64 {
+        self.state().list_segments_calls
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -154,6 +161,7 @@ impl MetaStore for MemoryMeta {
 
     async fn list_segments(&self, log: LogId) -> MetaResult<Vec<SegmentInfo>> {
         let mut state = self.state();
+        state.list_segments_calls += 1;
         log_mut(&mut state, log)?;
         Ok(state
             .segments
