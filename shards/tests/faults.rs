@@ -21,7 +21,14 @@ fn errors_and_lost_replies_are_retried_and_nothing_is_lost() {
         lost_reply_rate: 0.3,
         ..FaultRule::default()
     }];
-    let (client, clean) = fault_clients(small_config(), rules, None);
+    // About half the attempts fail, so a fragment exhausts 9 attempts once
+    // in 512; the adaptive policy ships hundreds of small fragments here.
+    // With 31 attempts none gives up (2^-31 each): every append must land.
+    let config = Config {
+        upload_retries_max: 30,
+        ..small_config()
+    };
+    let (client, clean) = fault_clients(config, rules, None);
     within(30, client.create_log("flaky")).unwrap();
     let writer = Arc::new(within(30, client.open_writer("flaky")).unwrap());
     let acked = concurrent_appends(&writer, 3, 2_000, 32);
