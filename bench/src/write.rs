@@ -107,6 +107,10 @@ pub struct WriteArgs {
     /// Skip the raw PUT baseline.
     #[arg(long)]
     pub no_raw: bool,
+    /// Print the client's Prometheus metrics (text format) on stderr at the
+    /// end, after the writers closed.
+    #[arg(long)]
+    pub metrics: bool,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     pub json: bool,
@@ -324,6 +328,9 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
         if let Ok(writer) = Arc::try_unwrap(writer) {
             let _ = block_on(writer.close());
         }
+    }
+    if args.metrics {
+        eprint!("{}", client.metrics().render());
     }
     for i in 0..args.logs {
         let _ = block_on(client.delete_log(&log_name(i)));

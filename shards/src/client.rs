@@ -148,6 +148,12 @@ impl Client {
         &self.inner.config
     }
 
+    /// The client's Prometheus metrics: register them in a registry
+    /// (`registry.register(Box::new(client.metrics()))`) or render them.
+    pub fn metrics(&self) -> crate::metrics::Metrics {
+        crate::metrics::Metrics::new(self.inner.stats.clone())
+    }
+
     /// Upload counters since the client started.
     pub fn stats(&self) -> StatsSnapshot {
         self.inner.stats.snapshot()

@@ -10,6 +10,7 @@ pub mod buffer;
 pub mod client;
 pub mod config;
 mod driver;
+pub mod metrics;
 pub mod reader;
 pub mod ring;
 mod share;
@@ -19,6 +20,7 @@ mod upload;
 pub use client::{block_on, Ack, Client, LogWriter};
 pub use config::{Config, FlushPolicy};
 pub use driver::Properties;
+pub use metrics::Metrics;
 pub use reader::{LogReader, ReadEntry, StartAt};
 pub use stats::StatsSnapshot;
 

@@ -366,6 +366,10 @@ impl LogDriver {
             .finish(last_of_segment)
             .expect("a non-empty fragment finishes");
         let meta = *open.encoder.meta();
+        self.services.stats.appends.fetch_add(
+            self.next_offset - meta.first_offset,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let crc32c = open.encoder.object_crc32c();
         let (buf, index) = open.encoder.into_parts();
         self.index_scratch = index;
@@ -425,6 +429,10 @@ impl LogDriver {
                     start_offset = self.next_offset,
                     "segment rolled"
                 );
+                self.services
+                    .stats
+                    .segment_rolls
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.segment = SegmentCursor {
                     id: next.id,
                     next_fragment: 0,

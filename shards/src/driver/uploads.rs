@@ -92,6 +92,9 @@ impl LogDriver {
                     let micros = started.elapsed().as_micros() as u64;
                     stats.upload_micros.fetch_add(micros, Ordering::Relaxed);
                     stats.upload_micros_max.fetch_max(micros, Ordering::Relaxed);
+                    stats
+                        .upload_seconds
+                        .observe(started.elapsed().as_secs_f64());
                 }
                 completions.push(seq, outcome.map(|()| data));
             })
@@ -150,6 +153,8 @@ impl LogDriver {
                 bytes: Bytes::copy_from_slice(&data),
             });
             drop(data);
+            let acked = pending.end_offset - self.durable.durable.load(Ordering::Acquire);
+            self.services.stats.acks.fetch_add(acked, Ordering::Relaxed);
             self.durable.advance(pending.end_offset);
             let mut acks = pending.acks;
             for ack in acks.drain(..) {
@@ -182,6 +187,10 @@ impl LogDriver {
                     end_offset = seal.end_offset,
                     "segment sealed"
                 );
+                self.services
+                    .stats
+                    .segment_seals
+                    .fetch_add(1, Ordering::Relaxed);
                 self.last_sealed = Some(segment);
             }
             Err(err) => self.fail(err),

@@ -1,0 +1,77 @@
+//! The client's Prometheus metrics, as `bench write --metrics` prints them:
+//! text format, base units, and values that agree with the run's report.
+
+use std::collections::HashMap;
+use std::process::Command;
+
+/// Metric samples without labels (name -> value) from a text exposition.
+fn samples(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .filter_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            Some((name.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn bench_write_metrics_agree_with_its_report() {
+    let output = Command::new(env!("CARGO_BIN_EXE_woodpecker"))
+        .args([
+            "bench",
+            "write",
+            "--store",
+            "local",
+            "--duration-s",
+            "1",
+            "--rounds",
+            "1",
+            "--no-raw",
+            "--window",
+            "64",
+            "--metrics",
+            "--json",
+        ])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("running woodpecker");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("one JSON object on stdout");
+    let metrics = samples(&stderr);
+    let value = |name: &str| {
+        *metrics
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is missing from {stderr}"))
+    };
+    let entries = report["entries"].as_f64().unwrap();
+    assert!(entries > 0.0);
+    // Every acknowledged append was written and acknowledged; the writers
+    // closed before the metrics were printed, so nothing is in between.
+    assert!(value("woodpecker_appends_total") >= entries, "{stderr}");
+    assert_eq!(
+        value("woodpecker_acks_total"),
+        value("woodpecker_appends_total")
+    );
+    assert!(value("woodpecker_fragments_uploaded_total") >= report["fragments"].as_f64().unwrap());
+    assert_eq!(
+        value("woodpecker_upload_duration_seconds_count"),
+        value("woodpecker_fragments_uploaded_total")
+    );
+    assert!(value("woodpecker_uploaded_bytes_total") > entries * 1024.0);
+    assert!(value("woodpecker_upload_duration_seconds_sum") > 0.0);
+    assert!(
+        value("woodpecker_segment_seals_total") >= 1.0,
+        "close seals"
+    );
+    assert_eq!(value("woodpecker_fences_total"), 0.0);
+    for counter in ["woodpecker_appends_total", "woodpecker_acks_total"] {
+        assert!(
+            stderr.contains(&format!("# TYPE {counter} counter")),
+            "{counter} is a counter: {stderr}"
+        );
+    }
+    assert!(stderr.contains("# TYPE woodpecker_upload_duration_seconds histogram"));
+}
