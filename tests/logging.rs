@@ -1,16 +1,10 @@
 //! The binary's logs: levels and formats from the command line, the
 //! engine's events in them, and never a secret, even at trace level.
 
-use std::process::{Command, Output};
+mod common;
 
-fn woodpecker(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_woodpecker"));
-    command.args(args).env_remove("RUST_LOG");
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    command.output().expect("running woodpecker")
-}
+use common::{tiny_write, woodpecker};
+use std::process::Output;
 
 fn text(output: &Output) -> String {
     format!(
@@ -20,24 +14,10 @@ fn text(output: &Output) -> String {
     )
 }
 
-const TINY_WRITE: [&str; 10] = [
-    "bench",
-    "write",
-    "--duration-s",
-    "1",
-    "--rounds",
-    "1",
-    "--no-raw",
-    "--window",
-    "8",
-    "--json",
-];
-
 #[test]
 fn json_logs_carry_the_engine_events() {
     let mut args = vec!["--log-level", "info", "--log-format", "json"];
-    args.extend(TINY_WRITE);
-    args.extend(["--store", "local"]);
+    args.extend(tiny_write("local"));
     let output = woodpecker(&args, &[]);
     assert!(output.status.success(), "{}", text(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -56,14 +36,11 @@ fn json_logs_carry_the_engine_events() {
 
 #[test]
 fn a_bad_log_filter_is_refused_with_its_source() {
-    let mut args = TINY_WRITE.to_vec();
-    args.extend(["--store", "local"]);
-    let output = woodpecker(&args, &[("RUST_LOG", "info,=x=")]);
+    let output = woodpecker(&tiny_write("local"), &[("RUST_LOG", "info,=x=")]);
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(text(&output).contains("from RUST_LOG"), "{}", text(&output));
     let mut args = vec!["--log-level", "foo=bar=baz"];
-    args.extend(TINY_WRITE);
-    args.extend(["--store", "local"]);
+    args.extend(tiny_write("local"));
     let output = woodpecker(&args, &[("RUST_LOG", "info")]);
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(
@@ -77,8 +54,7 @@ fn a_bad_log_filter_is_refused_with_its_source() {
 /// everything it printed.
 fn traced_s3_run(secret: &str) -> (bool, String) {
     let mut args = vec!["--log-level", "trace"];
-    args.extend(TINY_WRITE);
-    args.extend(["--store", "s3"]);
+    args.extend(tiny_write("s3"));
     let output = woodpecker(&args, &[("WOODPECKER_S3_SECRET_KEY", secret)]);
     (output.status.success(), text(&output))
 }

@@ -1,8 +1,10 @@
 //! The client's Prometheus metrics, as `bench write --metrics` prints them:
 //! text format, base units, and values that agree with the run's report.
 
+mod common;
+
+use common::{tiny_write, woodpecker};
 use std::collections::HashMap;
-use std::process::Command;
 
 /// Metric samples without labels (name -> value) from a text exposition.
 fn samples(text: &str) -> HashMap<String, f64> {
@@ -17,25 +19,9 @@ fn samples(text: &str) -> HashMap<String, f64> {
 
 #[test]
 fn bench_write_metrics_agree_with_its_report() {
-    let output = Command::new(env!("CARGO_BIN_EXE_woodpecker"))
-        .args([
-            "bench",
-            "write",
-            "--store",
-            "local",
-            "--duration-s",
-            "1",
-            "--rounds",
-            "1",
-            "--no-raw",
-            "--window",
-            "64",
-            "--metrics",
-            "--json",
-        ])
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("running woodpecker");
+    let mut args = tiny_write("local");
+    args.push("--metrics");
+    let output = woodpecker(&args, &[]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     let report: serde_json::Value =

@@ -10,20 +10,30 @@ use woodpecker_engine::store::s3::{S3Config, S3Store};
 use woodpecker_engine::store::ObjectStore;
 use woodpecker_testkit::{FaultProxy, ProxyMode};
 
-#[test]
-fn requests_timed_out_on_a_partition_close_their_connections() {
+/// A fault proxy in front of the test MinIO (seeded), and the MinIO
+/// settings pointing at it.
+fn proxied_minio(seed: u64) -> (FaultProxy, S3Config) {
     let real = common::s3_config();
     let target = real
         .endpoint
         .trim_start_matches("http://")
         .parse()
         .expect("the test MinIO listens on an IP address");
-    let proxy = FaultProxy::start(target, 3);
+    let proxy = FaultProxy::start(target, seed);
     let config = S3Config {
         endpoint: format!("http://{}", proxy.addr()),
+        ..real
+    };
+    (proxy, config)
+}
+
+#[test]
+fn requests_timed_out_on_a_partition_close_their_connections() {
+    let (proxy, proxied) = proxied_minio(3);
+    let config = S3Config {
         request_timeout_ms: 300,
         retries_max: 0,
-        ..real
+        ..proxied
     };
     common::run_local(|| async move {
         let store = S3Store::new(config).unwrap();
@@ -62,21 +72,14 @@ fn requests_timed_out_on_a_partition_close_their_connections() {
 /// connection, one deadline each, and fails although the network healed.
 #[test]
 fn a_request_after_a_partition_does_not_retry_on_dead_idle_connections() {
-    let real = common::s3_config();
-    let target = real
-        .endpoint
-        .trim_start_matches("http://")
-        .parse()
-        .expect("the test MinIO listens on an IP address");
-    let proxy = FaultProxy::start(target, 5);
+    let (proxy, proxied) = proxied_minio(5);
     let timeout_ms = 300;
     let config = S3Config {
-        endpoint: format!("http://{}", proxy.addr()),
         request_timeout_ms: timeout_ms,
         retries_max: 4,
         retry_backoff_initial_ms: 1,
         retry_backoff_max_ms: 5,
-        ..real
+        ..proxied
     };
     common::run_local(|| async move {
         let store = S3Store::new(config).unwrap();

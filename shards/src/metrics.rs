@@ -3,7 +3,7 @@
 //! application registers in its own registry; it reads the shards' relaxed
 //! counters when scraped, so the write path pays nothing per scrape.
 
-use crate::stats::Stats;
+use crate::stats::{Stats, StatsSnapshot};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::Opts;
@@ -16,65 +16,67 @@ pub struct Metrics {
     descs: Vec<Desc>,
 }
 
-/// Name and help of each counter, in the order [`counter_values`] gives them.
-const COUNTERS: [(&str, &str); 10] = [
-    ("woodpecker_appends_total", "Entries written into fragments"),
-    ("woodpecker_acks_total", "Entries acknowledged durable"),
-    (
-        "woodpecker_fragments_uploaded_total",
-        "Fragments made durable",
-    ),
-    (
-        "woodpecker_uploaded_bytes_total",
-        "Bytes of the fragments made durable",
-    ),
-    (
-        "woodpecker_upload_retries_total",
-        "Upload attempts that failed and were retried",
-    ),
-    (
-        "woodpecker_segment_rolls_total",
-        "Segments started by a roll",
-    ),
-    (
-        "woodpecker_segment_seals_total",
-        "Segments sealed by their writer",
-    ),
-    (
-        "woodpecker_fences_total",
-        "Writers fenced by a newer writer",
-    ),
-    (
-        "woodpecker_segments_deleted_total",
-        "Segments the retention auditor deleted",
-    ),
-    (
-        "woodpecker_upload_busy_seconds_total",
-        "Upload time summed over successful uploads",
-    ),
-];
-
-fn counter_values(stats: &Stats) -> [f64; 10] {
-    let s = stats.snapshot();
+/// Name, help and value of each counter.
+fn counters(s: &StatsSnapshot) -> [(&'static str, &'static str, f64); 10] {
     [
-        s.appends as f64,
-        s.acks as f64,
-        s.fragments_uploaded as f64,
-        s.bytes_uploaded as f64,
-        s.upload_retries as f64,
-        s.segment_rolls as f64,
-        s.segment_seals as f64,
-        s.fences as f64,
-        s.segments_deleted as f64,
-        s.upload_micros as f64 / 1e6,
+        (
+            "woodpecker_appends_total",
+            "Entries written into fragments",
+            s.appends as f64,
+        ),
+        (
+            "woodpecker_acks_total",
+            "Entries acknowledged durable",
+            s.acks as f64,
+        ),
+        (
+            "woodpecker_fragments_uploaded_total",
+            "Fragments made durable",
+            s.fragments_uploaded as f64,
+        ),
+        (
+            "woodpecker_uploaded_bytes_total",
+            "Bytes of the fragments made durable",
+            s.bytes_uploaded as f64,
+        ),
+        (
+            "woodpecker_upload_retries_total",
+            "Upload attempts that failed and were retried",
+            s.upload_retries as f64,
+        ),
+        (
+            "woodpecker_segment_rolls_total",
+            "Segments started by a roll",
+            s.segment_rolls as f64,
+        ),
+        (
+            "woodpecker_segment_seals_total",
+            "Segments sealed by their writer",
+            s.segment_seals as f64,
+        ),
+        (
+            "woodpecker_fences_total",
+            "Writers fenced by a newer writer",
+            s.fences as f64,
+        ),
+        (
+            "woodpecker_segments_deleted_total",
+            "Segments the retention auditor deleted",
+            s.segments_deleted as f64,
+        ),
+        (
+            "woodpecker_upload_busy_seconds_total",
+            "Upload time summed over successful uploads",
+            s.upload_micros as f64 / 1e6,
+        ),
     ]
 }
 
 impl Metrics {
     pub(crate) fn new(stats: Arc<Stats>) -> Metrics {
-        let mut descs: Vec<Desc> = COUNTERS
+        let mut descs: Vec<Desc> = counters(&StatsSnapshot::default())
             .iter()
-            .map(|(name, help)| {
+            .map(|(name, help, _)| {
                 Desc::new(
                     name.to_string(),
                     help.to_string(),
@@ -84,7 +86,7 @@ impl Metrics {
                 .expect("valid metric name")
             })
             .collect();
-        descs.extend(stats.upload_seconds.desc().into_iter().cloned());
+        descs.extend(stats.upload_seconds.0.desc().into_iter().cloned());
         Metrics { stats, descs }
     }
 
@@ -108,14 +110,15 @@ impl Collector for Metrics {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let mut families = Vec::with_capacity(COUNTERS.len() + 1);
-        for ((name, help), value) in COUNTERS.iter().zip(counter_values(&self.stats)) {
-            let counter = prometheus::Counter::with_opts(Opts::new(*name, *help))
+        let counters = counters(&self.stats.snapshot());
+        let mut families = Vec::with_capacity(counters.len() + 1);
+        for (name, help, value) in counters {
+            let counter = prometheus::Counter::with_opts(Opts::new(name, help))
                 .expect("valid counter options");
             counter.inc_by(value);
             families.extend(counter.collect());
         }
-        families.extend(self.stats.upload_seconds.collect());
+        families.extend(self.stats.upload_seconds.0.collect());
         families
     }
 }

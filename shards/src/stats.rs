@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Counters of one client, summed over its shards.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Stats {
     pub(crate) fragments_uploaded: AtomicU64,
     pub(crate) bytes_uploaded: AtomicU64,
@@ -19,10 +19,14 @@ pub struct Stats {
     pub(crate) segment_seals: AtomicU64,
     pub(crate) fences: AtomicU64,
     /// Upload latency in seconds, successful uploads.
-    pub(crate) upload_seconds: prometheus::Histogram,
+    pub(crate) upload_seconds: UploadSeconds,
 }
 
-impl Default for Stats {
+/// The upload-duration histogram (seconds), with its buckets.
+#[derive(Debug)]
+pub(crate) struct UploadSeconds(pub(crate) prometheus::Histogram);
+
+impl Default for UploadSeconds {
     fn default() -> Self {
         let buckets = vec![
             0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
@@ -32,21 +36,7 @@ impl Default for Stats {
             "Time from a fragment's upload start to durable, successful uploads (retries included)",
         )
         .buckets(buckets);
-        Stats {
-            fragments_uploaded: AtomicU64::new(0),
-            bytes_uploaded: AtomicU64::new(0),
-            upload_retries: AtomicU64::new(0),
-            upload_micros: AtomicU64::new(0),
-            upload_micros_max: AtomicU64::new(0),
-            segments_deleted: AtomicU64::new(0),
-            appends: AtomicU64::new(0),
-            acks: AtomicU64::new(0),
-            segment_rolls: AtomicU64::new(0),
-            segment_seals: AtomicU64::new(0),
-            fences: AtomicU64::new(0),
-            upload_seconds: prometheus::Histogram::with_opts(opts)
-                .expect("valid histogram options"),
-        }
+        UploadSeconds(prometheus::Histogram::with_opts(opts).expect("valid histogram options"))
     }
 }
 

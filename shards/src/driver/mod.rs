@@ -366,10 +366,10 @@ impl LogDriver {
             .finish(last_of_segment)
             .expect("a non-empty fragment finishes");
         let meta = *open.encoder.meta();
-        self.services.stats.appends.fetch_add(
-            self.next_offset - meta.first_offset,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.services
+            .stats
+            .appends
+            .fetch_add(self.next_offset - meta.first_offset, Ordering::Relaxed);
         let crc32c = open.encoder.object_crc32c();
         let (buf, index) = open.encoder.into_parts();
         self.index_scratch = index;
@@ -432,7 +432,7 @@ impl LogDriver {
                 self.services
                     .stats
                     .segment_rolls
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    .fetch_add(1, Ordering::Relaxed);
                 self.segment = SegmentCursor {
                     id: next.id,
                     next_fragment: 0,

@@ -63,10 +63,7 @@ impl LogDriver {
             ),
         );
         tracing::warn!(log = self.log, epoch = self.epoch, current, "writer fenced");
-        self.services
-            .stats
-            .fences
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.services.stats.fences.fetch_add(1, Ordering::Relaxed);
         self.failed = Some(err.clone());
         let unsent = self
             .pipeline

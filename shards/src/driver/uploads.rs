@@ -89,12 +89,11 @@ impl LogDriver {
                 if outcome.is_ok() {
                     stats.fragments_uploaded.fetch_add(1, Ordering::Relaxed);
                     stats.bytes_uploaded.fetch_add(len, Ordering::Relaxed);
-                    let micros = started.elapsed().as_micros() as u64;
+                    let took = started.elapsed();
+                    let micros = took.as_micros() as u64;
                     stats.upload_micros.fetch_add(micros, Ordering::Relaxed);
                     stats.upload_micros_max.fetch_max(micros, Ordering::Relaxed);
-                    stats
-                        .upload_seconds
-                        .observe(started.elapsed().as_secs_f64());
+                    stats.upload_seconds.0.observe(took.as_secs_f64());
                 }
                 completions.push(seq, outcome.map(|()| data));
             })
