@@ -17,8 +17,12 @@ pub enum ErrorKind {
     Unavailable,
     /// Stored data failed a checksum or structural check; never returned as data.
     Corrupt,
-    /// The request is wrong: bad argument, unknown log, bad configuration.
+    /// The request is wrong: bad argument, bad configuration.
     Invalid,
+    /// The named log does not exist.
+    NotFound,
+    /// A log of that name exists already.
+    AlreadyExists,
     /// The writer, reader or client was closed.
     Closed,
     /// The writer stopped for good after a failure it could not ride out
@@ -92,10 +96,9 @@ impl From<MetaError> for Error {
             MetaError::Unavailable(_) => ErrorKind::Unavailable,
             MetaError::Corrupt(_) => ErrorKind::Corrupt,
             // The record's state forbids the call: retrying cannot help.
-            MetaError::Conflict(_)
-            | MetaError::NotFound(_)
-            | MetaError::AlreadyExists(_)
-            | MetaError::Invalid(_) => ErrorKind::Invalid,
+            MetaError::Conflict(_) | MetaError::Invalid(_) => ErrorKind::Invalid,
+            MetaError::NotFound(_) => ErrorKind::NotFound,
+            MetaError::AlreadyExists(_) => ErrorKind::AlreadyExists,
         };
         Error::new(kind, err.to_string())
     }

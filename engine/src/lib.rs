@@ -8,6 +8,7 @@ pub mod error;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzz_targets;
+pub mod hyper_io;
 pub mod layout;
 pub mod meta;
 pub mod recovery;

@@ -1,5 +1,9 @@
-//! The network service: an HTTP API served by hyper on the shard executors,
-//! and a remote client (reqwest) offering the same API as the embedded one.
-//!
-//! Nothing here yet: the service is built on the write and read paths,
-//! which come first. The crate exists so the workspace has its final shape.
+//! The network service: an HTTP API (v1) served by hyper on the shard
+//! executors, and a remote client offering the same API as the embedded
+//! one. Built so far: the API's wire pieces (entry framing, JSON bodies,
+//! error codes, routes); the server and remote client come next.
+
+pub mod error;
+pub mod framing;
+pub mod json;
+pub mod routes;

@@ -314,6 +314,88 @@ impl Client {
         .await
     }
 
+    /// Whether the client can work: etcd answers a read and the object
+    /// store a listing (from shard 0), each within `limit`.
+    pub async fn check_ready(&self, limit: std::time::Duration) -> Result<()> {
+        let meta = self.inner.meta.clone();
+        let prefix = self.inner.layout.log_prefix(0);
+        self.on_shard_index(0, move |services| async move {
+            let unavailable = |what: &str| {
+                Error::new(
+                    ErrorKind::Unavailable,
+                    format!("{what} did not answer within {limit:?}"),
+                )
+            };
+            match glommio::timer::timeout(limit, async {
+                Ok(meta.get_log("-readiness-probe-").await)
+            })
+            .await
+            {
+                Ok(Ok(_) | Err(MetaError::NotFound(_))) => {}
+                Ok(Err(err)) => return Err(err.into()),
+                Err(_) => return Err(unavailable("etcd")),
+            }
+            match glommio::timer::timeout(limit, async {
+                Ok(services.store.list_page(&prefix, None, 1).await)
+            })
+            .await
+            {
+                Ok(listed) => listed.map(|_| ()).map_err(Error::from),
+                Err(_) => Err(unavailable("the object store")),
+            }
+        })
+        .await
+    }
+
+    /// How many shards (executor threads) the client runs.
+    pub fn shards(&self) -> usize {
+        self.inner.controls.len()
+    }
+
+    /// A log's record, segments, and readable end: the durable end of this
+    /// client's writer of it if it has one, else found from the objects.
+    pub async fn log_status(&self, name: &str) -> Result<LogStatus> {
+        let log = self.get_log(name).await?;
+        let id = log.id;
+        let local = self.local_durable(id);
+        let (segments, end) = self
+            .on_shard(id, move |services| async move {
+                let segments = services.meta.list_segments(id).await?;
+                let end = match local {
+                    Some(end) => end,
+                    None => log_end(&services, id).await?,
+                };
+                Ok((segments, end))
+            })
+            .await?;
+        Ok(LogStatus {
+            log,
+            segments,
+            end_offset: end,
+        })
+    }
+
+    /// Runs `job` on shard `shard` (below [`Self::shards`]) and returns its
+    /// result: how an embedding service puts its own tasks (a listener, a
+    /// connection) on the shards' executors. The job may `spawn_local`.
+    /// Shutdown waits for running jobs, so a long-running job must end when
+    /// its owner tells it to.
+    pub async fn run_on_shard<T, F, Fut>(&self, shard: usize, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        if shard >= self.shards() {
+            return Err(Error::new(
+                ErrorKind::Invalid,
+                format!("shard {shard} does not exist ({} shards)", self.shards()),
+            ));
+        }
+        self.on_shard_index(shard, move |_| async move { Ok(job().await) })
+            .await
+    }
+
     /// Runs `job` on the shard that owns `log` and returns its result.
     async fn on_shard<T, F, Fut>(&self, log: u64, job: F) -> Result<T>
     where
@@ -403,6 +485,16 @@ async fn shard_main(services: ShardServices, control: Arc<Ring<Control>>) {
     }
     let _ = jobs.close().await;
     services.drivers_done().await;
+}
+
+/// What [`Client::log_status`] reports.
+#[derive(Debug, Clone)]
+pub struct LogStatus {
+    pub log: LogInfo,
+    /// In offset order.
+    pub segments: Vec<SegmentInfo>,
+    /// The exclusive end of the log's readable entries.
+    pub end_offset: u64,
 }
 
 struct OpenedWriter {
@@ -576,6 +668,22 @@ impl LogWriter {
     pub fn try_append_batch(&self, entries: Vec<Bytes>) -> Result<Ack<Range<u64>>> {
         let (ack, rx) = oneshot::async_channel();
         self.try_submit(batch_request(entries, ack), rx)
+    }
+
+    /// [`Self::append_batch`] of entries with properties: their offsets
+    /// are consecutive.
+    pub fn append_batch_with(&self, entries: Vec<(Bytes, Properties)>) -> Ack<Range<u64>> {
+        let (ack, rx) = oneshot::async_channel();
+        self.submit(Request::Batch { entries, ack }, rx)
+    }
+
+    /// [`Self::append_batch_with`] without waiting for room.
+    pub fn try_append_batch_with(
+        &self,
+        entries: Vec<(Bytes, Properties)>,
+    ) -> Result<Ack<Range<u64>>> {
+        let (ack, rx) = oneshot::async_channel();
+        self.try_submit(Request::Batch { entries, ack }, rx)
     }
 
     /// Blocking [`Self::append`].

@@ -17,7 +17,7 @@ mod share;
 mod stats;
 mod upload;
 
-pub use client::{block_on, Ack, Client, LogWriter};
+pub use client::{block_on, Ack, Client, LogStatus, LogWriter};
 pub use config::{Config, FlushPolicy};
 pub use driver::Properties;
 pub use metrics::Metrics;

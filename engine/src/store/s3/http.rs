@@ -1,12 +1,13 @@
 //! HTTP/1.1 for the S3 client: hyper's client connection driven over
 //! glommio sockets (plain or rustls), with a small keep-alive pool.
 //!
-//! hyper is runtime-agnostic but speaks its own I/O traits; [`HyperIo`]
-//! adapts glommio's `futures-io` streams to them. Each connection's driver
-//! task runs on the current glommio executor, so requests never leave the
-//! shard's core.
+//! hyper is runtime-agnostic but speaks its own I/O traits;
+//! [`crate::hyper_io::HyperIo`] adapts the connection's stream to them.
+//! Each connection's driver task runs on the current glommio executor, so
+//! requests never leave the shard's core.
 
 use super::body::BodyPool;
+use crate::hyper_io::{HyperIo, Socket};
 use bytes::Bytes;
 use futures_lite::{AsyncRead, AsyncWrite};
 use futures_rustls::rustls;
@@ -15,18 +16,12 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use std::cell::RefCell;
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-
-/// Most bytes one socket read asks for.
-const READ_CHUNK_BYTES: usize = 64 << 10;
-/// Bytes a plain-socket read offers glommio when it must wait for data.
-const WAIT_READ_BYTES: usize = 4 << 10;
 
 /// A byte stream to the server, plain or TLS.
 enum Stream {
@@ -34,92 +29,38 @@ enum Stream {
     Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
 }
 
-/// Adapts a `futures-io` stream to hyper's `rt::Read`/`rt::Write`.
-struct HyperIo(Stream);
-
-impl hyper::rt::Read for HyperIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        mut buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        let stream = &mut self.get_mut().0;
-        // A plain socket reads straight into hyper's uninitialized buffer
-        // with a non-blocking recv: zeroing the buffer first (what a `&mut
-        // [u8]` read needs) cost as much CPU as the copy from the kernel.
-        if let Stream::Plain(tcp) = stream {
-            let unfilled: &mut [MaybeUninit<u8>] = unsafe { buf.as_mut() };
-            let cap = unfilled.len().min(READ_CHUNK_BYTES);
-            // SAFETY: the kernel writes at most `cap` bytes into the
-            // buffer, which is valid for writes of that many bytes.
-            let received = unsafe {
-                libc::recv(
-                    tcp.as_raw_fd(),
-                    unfilled.as_mut_ptr().cast(),
-                    cap,
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if received >= 0 {
-                // SAFETY: the kernel initialized `received` bytes.
-                unsafe { buf.advance(received as usize) };
-                return Poll::Ready(Ok(()));
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::WouldBlock {
-                return Poll::Ready(Err(err));
-            }
-            // Nothing yet: glommio registers for readiness (below, with a
-            // small zeroed buffer in case bytes arrived in between).
-        }
-        // SAFETY: the part read into is zeroed before being viewed as `[u8]`,
-        // and `advance` is called with the count the stream wrote into it.
-        // Reads are capped so the zeroing stays proportional to the bytes read.
-        let filled = unsafe {
-            let unfilled: &mut [MaybeUninit<u8>] = buf.as_mut();
-            let cap = match stream {
-                Stream::Plain(_) => unfilled.len().min(WAIT_READ_BYTES),
-                Stream::Tls(_) => unfilled.len().min(READ_CHUNK_BYTES),
-            };
-            let unfilled = &mut unfilled[..cap];
-            for byte in unfilled.iter_mut() {
-                byte.write(0);
-            }
-            let bytes = &mut *(unfilled as *mut [MaybeUninit<u8>] as *mut [u8]);
-            match stream {
-                Stream::Plain(s) => Pin::new(s).poll_read(cx, bytes),
-                Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, bytes),
-            }
-        };
-        match filled {
-            Poll::Ready(Ok(n)) => {
-                // SAFETY: `n` bytes were initialized by the read above.
-                unsafe { buf.advance(n) };
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
+impl Socket for Stream {
+    fn plain_fd(&self) -> Option<RawFd> {
+        match self {
+            Stream::Plain(tcp) => Some(tcp.as_raw_fd()),
+            Stream::Tls(_) => None,
         }
     }
 }
 
-impl hyper::rt::Write for HyperIo {
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().0 {
+        match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
-    }
-
-    /// Vectored writes make hyper queue body chunks instead of copying
-    /// them into its own buffer: an upload's bytes go from the fragment
-    /// buffer to the socket with no copy in between.
-    fn is_write_vectored(&self) -> bool {
-        true
     }
 
     fn poll_write_vectored(
@@ -127,21 +68,21 @@ impl hyper::rt::Write for HyperIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().0 {
+        match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().0 {
+        match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().0 {
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_close(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
         }

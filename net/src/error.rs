@@ -1,0 +1,173 @@
+//! The API's errors: a stable machine-readable code, an HTTP status, and
+//! a message, as the JSON body `{"code": "...", "message": "..."}`. The
+//! same table maps codes to the engine's [`ErrorKind`]s both ways, so the
+//! remote client reports the errors the embedded client does.
+
+use serde::{Deserialize, Serialize};
+use woodpecker_engine::{Error, ErrorKind};
+
+/// Seconds a client is told to wait before retrying a retriable error.
+pub const RETRY_AFTER_S: u64 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Code {
+    /// The request cannot be parsed or an argument is out of range.
+    Malformed,
+    /// No such route, or no such log.
+    NotFound,
+    /// The route exists but not with this method.
+    MethodNotAllowed,
+    /// The log exists already.
+    Exists,
+    /// A conditional append's expected offset is not the log's end.
+    ConditionFailed,
+    /// A body, batch or entry over its limit.
+    TooLarge,
+    /// The response cannot be given in the requested format.
+    NotAcceptable,
+    /// Another writer took over the log; this server reopens it only when
+    /// asked.
+    Fenced,
+    Unauthorized,
+    /// Retriable: the object store or etcd is unreachable, or a queue is
+    /// full. Nothing was written.
+    Unavailable,
+    /// The log's writer stopped after a failure; this append was never
+    /// sent. Retrying opens a new writer.
+    WriterFailed,
+    /// The append may or may not be durable. Read the log (or append
+    /// conditionally, or with a producer id) before appending it again.
+    OutcomeUnknown,
+    /// Stored data failed a check.
+    Corrupt,
+    /// The server is shutting down.
+    Closed,
+    Internal,
+}
+
+impl Code {
+    pub fn status(self) -> u16 {
+        match self {
+            Code::Malformed => 400,
+            Code::Unauthorized => 401,
+            Code::NotFound => 404,
+            Code::MethodNotAllowed => 405,
+            Code::NotAcceptable => 406,
+            Code::Exists | Code::Fenced => 409,
+            Code::ConditionFailed => 412,
+            Code::TooLarge => 413,
+            Code::Unavailable | Code::WriterFailed | Code::Closed => 503,
+            Code::OutcomeUnknown | Code::Corrupt | Code::Internal => 500,
+        }
+    }
+
+    /// Whether the same request may simply be sent again later.
+    pub fn retriable(self) -> bool {
+        matches!(self, Code::Unavailable | Code::WriterFailed | Code::Closed)
+    }
+
+    pub fn from_kind(kind: ErrorKind) -> Code {
+        match kind {
+            ErrorKind::Fenced => Code::Fenced,
+            ErrorKind::Unavailable => Code::Unavailable,
+            ErrorKind::Corrupt => Code::Corrupt,
+            ErrorKind::Invalid => Code::Malformed,
+            ErrorKind::NotFound => Code::NotFound,
+            ErrorKind::AlreadyExists => Code::Exists,
+            ErrorKind::Closed => Code::Closed,
+            ErrorKind::WriterFailed => Code::WriterFailed,
+            ErrorKind::OutcomeUnknown => Code::OutcomeUnknown,
+        }
+    }
+
+    /// The engine's kind for a code, for the remote client.
+    pub fn kind(self) -> ErrorKind {
+        match self {
+            Code::Fenced => ErrorKind::Fenced,
+            Code::Unavailable => ErrorKind::Unavailable,
+            Code::Corrupt | Code::Internal => ErrorKind::Corrupt,
+            Code::NotFound => ErrorKind::NotFound,
+            Code::Exists => ErrorKind::AlreadyExists,
+            Code::Closed => ErrorKind::Closed,
+            Code::WriterFailed => ErrorKind::WriterFailed,
+            Code::OutcomeUnknown => ErrorKind::OutcomeUnknown,
+            Code::Malformed
+            | Code::MethodNotAllowed
+            | Code::ConditionFailed
+            | Code::TooLarge
+            | Code::NotAcceptable
+            | Code::Unauthorized => ErrorKind::Invalid,
+        }
+    }
+}
+
+/// An error answered to a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code:?} ({status}): {message}", status = self.code.status())]
+pub struct ApiError {
+    pub code: Code,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: Code, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn malformed(message: impl Into<String>) -> ApiError {
+        ApiError::new(Code::Malformed, message)
+    }
+
+    pub fn json(&self) -> String {
+        serde_json::to_string(self).expect("an error serializes")
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(err: Error) -> ApiError {
+        ApiError::new(Code::from_kind(err.kind()), err.detail())
+    }
+}
+
+impl From<ApiError> for Error {
+    fn from(err: ApiError) -> Error {
+        Error::new(err.code.kind(), err.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_engine_kind_survives_the_round_trip() {
+        use ErrorKind::*;
+        for kind in [
+            Fenced,
+            Unavailable,
+            Corrupt,
+            Invalid,
+            NotFound,
+            AlreadyExists,
+            Closed,
+            WriterFailed,
+            OutcomeUnknown,
+        ] {
+            assert_eq!(Code::from_kind(kind).kind(), kind);
+        }
+    }
+
+    #[test]
+    fn the_body_is_stable_json() {
+        let err = ApiError::new(Code::ConditionFailed, "end is 7");
+        assert_eq!(
+            err.json(),
+            r#"{"code":"condition_failed","message":"end is 7"}"#
+        );
+        assert_eq!(Code::ConditionFailed.status(), 412);
+    }
+}

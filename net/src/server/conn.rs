@@ -1,0 +1,106 @@
+//! Accepting and serving connections on one shard.
+
+use super::{handlers, Shared};
+use futures::future::{select, Either};
+use glommio::net::TcpListener;
+use hyper::rt::{Sleep, Timer};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use woodpecker_engine::hyper_io::HyperIo;
+
+/// Binds the address on this shard (with `SO_REUSEPORT`, so every shard
+/// has its own listener and the kernel spreads connections over them) and
+/// starts accepting.
+pub(super) fn listen(shared: Arc<Shared>, addr: SocketAddr) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr).map_err(std::io::Error::other)?;
+    glommio::spawn_local(accept_loop(shared, listener)).detach();
+    Ok(())
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        let accepted = match select(Box::pin(listener.accept()), Box::pin(shared.stopped())).await {
+            Either::Left((accepted, _)) => accepted,
+            Either::Right(_) => return,
+        };
+        let stream = match accepted {
+            Ok(stream) => stream,
+            Err(err) => {
+                // Out of descriptors, or the peer gave up: keep accepting,
+                // after a pause so a persistent error does not spin.
+                tracing::warn!(error = %err, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let open = shared.connections.fetch_add(1, Ordering::AcqRel) + 1;
+        if open > shared.config.connections_max {
+            shared.connections.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!(open, "connection refused: at the connection limit");
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        glommio::spawn_local(serve(shared.clone(), stream)).detach();
+    }
+}
+
+/// Serves one connection until the peer closes it, it idles past the
+/// header timeout, or shutdown (which lets the request in progress end).
+async fn serve(shared: Arc<Shared>, stream: glommio::net::TcpStream) {
+    let service_shared = shared.clone();
+    let service = hyper::service::service_fn(move |request| {
+        let shared = service_shared.clone();
+        async move { Ok::<_, std::convert::Infallible>(handlers::handle(shared, request).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(FuturesTimer)
+        .header_read_timeout(shared.config.header_timeout)
+        .max_buf_size(1 << 20);
+    let mut connection = Box::pin(builder.serve_connection(HyperIo(stream), service));
+    let result = match select(connection.as_mut(), Box::pin(shared.stopped())).await {
+        Either::Left((result, _)) => result,
+        Either::Right((_, _)) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(err) = result {
+        tracing::debug!(error = %err, "connection ended with an error");
+    }
+    shared.connections.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// hyper's timer (header timeouts) on `futures-timer`, whose delays are
+/// `Send` as hyper's `Sleep` requires (glommio's timers are not).
+#[derive(Clone, Copy)]
+struct FuturesTimer;
+
+struct Delay(futures_timer::Delay);
+
+impl std::future::Future for Delay {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        Pin::new(&mut self.get_mut().0).poll(cx)
+    }
+}
+
+impl Sleep for Delay {}
+
+impl Timer for FuturesTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
+        Box::pin(Delay(futures_timer::Delay::new(duration)))
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
+        self.sleep(deadline.saturating_duration_since(Instant::now()))
+    }
+}
