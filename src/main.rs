@@ -1,7 +1,8 @@
-//! The `woodpecker` command: benchmarks today; serve, tune and log admin as
-//! they arrive.
+//! The `woodpecker` command: benchmarks and the HTTP service; tune and log
+//! admin as they arrive.
 
 mod logging;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use logging::LogFormat;
@@ -30,6 +31,8 @@ enum Command {
     /// Measure throughput and latency.
     #[command(subcommand)]
     Bench(woodpecker_bench::BenchCommand),
+    /// Serve the HTTP API (v1) until SIGTERM.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,7 +42,8 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let result = match cli.command {
-        Command::Bench(command) => woodpecker_bench::run(command),
+        Command::Bench(command) => woodpecker_bench::run(command).map_err(|e| e.to_string()),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -15,7 +15,7 @@ use woodpecker_engine::hyper_io::HyperIo;
 /// has its own listener and the kernel spreads connections over them) and
 /// starts accepting.
 pub(super) fn listen(shared: Arc<Shared>, addr: SocketAddr) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr).map_err(std::io::Error::other)?;
+    let listener = TcpListener::bind(addr).map_err(|e| std::io::Error::other(e.to_string()))?;
     glommio::spawn_local(accept_loop(shared, listener)).detach();
     Ok(())
 }
@@ -85,10 +85,7 @@ struct Delay(futures_timer::Delay);
 impl std::future::Future for Delay {
     type Output = ();
 
-    fn poll(
-        self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
         Pin::new(&mut self.get_mut().0).poll(cx)
     }
 }

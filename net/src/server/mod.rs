@@ -135,9 +135,9 @@ impl Server {
                 format!("cannot listen on {}: {e}", config.listen),
             )
         })?;
-        let addr = probe.local_addr().map_err(|e| {
-            Error::new(ErrorKind::Invalid, format!("listener address: {e}"))
-        })?;
+        let addr = probe
+            .local_addr()
+            .map_err(|e| Error::new(ErrorKind::Invalid, format!("listener address: {e}")))?;
         drop(probe);
         let metrics = prometheus::Registry::new();
         metrics
@@ -168,11 +168,14 @@ impl Server {
         });
         for shard in 0..client.shards() {
             let shared = shared.clone();
-            let bound = woodpecker_shards::block_on(client.run_on_shard(shard, move || async move {
-                conn::listen(shared, addr)
-            }))?;
+            let bound = woodpecker_shards::block_on(
+                client.run_on_shard(shard, move || async move { conn::listen(shared, addr) }),
+            )?;
             bound.map_err(|e| {
-                Error::new(ErrorKind::Invalid, format!("shard {shard} cannot listen on {addr}: {e}"))
+                Error::new(
+                    ErrorKind::Invalid,
+                    format!("shard {shard} cannot listen on {addr}: {e}"),
+                )
             })?;
         }
         tracing::info!(%addr, shards = client.shards(), "serving");

@@ -53,9 +53,7 @@ impl Writers {
             State::Fenced(detail) if !reopen => {
                 return Err(ApiError::new(
                     Code::Fenced,
-                    format!(
-                        "another writer took {name} over ({detail}); reopen to take it back"
-                    ),
+                    format!("another writer took {name} over ({detail}); reopen to take it back"),
                 ))
             }
             State::Fenced(_) | State::Closed => {}
@@ -64,6 +62,21 @@ impl Writers {
         tracing::info!(log = name, epoch = writer.epoch(), "writer opened");
         *state = State::Open(writer.clone());
         Ok(writer)
+    }
+
+    /// The epoch of the writer this server holds for the log, if any.
+    pub async fn held_epoch(&self, name: &str) -> Option<u64> {
+        let slot = self
+            .slots
+            .lock()
+            .expect("writers lock")
+            .get(name)
+            .cloned()?;
+        let state = slot.lock().await;
+        match &*state {
+            State::Open(writer) => Some(writer.epoch()),
+            _ => None,
+        }
     }
 
     /// Opens the log's writer anew, fencing the one this server held.

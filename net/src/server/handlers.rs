@@ -1,0 +1,349 @@
+//! One request: route it, run it against the client, answer it.
+
+use super::{read, shutting_down, InFlight, Shared};
+use crate::error::{ApiError, Code, RETRY_AFTER_S};
+use crate::framing::{self, Limits};
+use crate::json::{
+    JsonAppended, JsonCreate, JsonEntries, JsonLog, JsonLogInfo, JsonLogPage, JsonTail,
+    JsonTruncate, JsonWriter,
+};
+use crate::routes::{route, Route};
+use bytes::Bytes;
+use http::{header, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(crate) type Body = Full<Bytes>;
+
+/// Logs per list page when the request does not say.
+const LIST_PAGE_DEFAULT: usize = 1000;
+/// How long readiness checks may take.
+const READY_LIMIT: Duration = Duration::from_secs(5);
+
+pub(crate) async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Body> {
+    let _in_flight = InFlight::new(&shared);
+    let routed = route(request.method().as_str(), request.uri().path());
+    let label = routed.as_ref().map_or("unknown", route_label);
+    let response = match routed {
+        Err(err) => error_response(&err),
+        Ok(_) if shared.stopping() => error_response(&shutting_down()),
+        Ok(route) => match run(&shared, route, request).await {
+            Ok(response) => response,
+            Err(err) => error_response(&err),
+        },
+    };
+    shared
+        .requests
+        .with_label_values(&[label, response.status().as_str()])
+        .inc();
+    response
+}
+
+async fn run(
+    shared: &Arc<Shared>,
+    route: Route,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let query = query(&request);
+    let client = &shared.client;
+    match route {
+        Route::Healthz => Ok(text(StatusCode::OK, "ok\n")),
+        Route::Readyz => {
+            client.check_ready(READY_LIMIT).await?;
+            Ok(text(StatusCode::OK, "ready\n"))
+        }
+        Route::Metrics => {
+            let mut out = String::new();
+            prometheus::TextEncoder::new()
+                .encode_utf8(&shared.metrics.gather(), &mut out)
+                .map_err(|e| ApiError::new(Code::Internal, e.to_string()))?;
+            Ok(response(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                out.into(),
+            ))
+        }
+        Route::ListLogs => {
+            let prefix = query.get("prefix").map(String::as_str).unwrap_or("");
+            let after = query.get("after").map(String::as_str);
+            let limit = number(&query, "limit")?.map_or(LIST_PAGE_DEFAULT, |n| n as usize);
+            if limit == 0 {
+                return Err(ApiError::malformed("limit must be positive"));
+            }
+            let mut logs = client.list_logs().await?;
+            logs.sort_by(|a, b| a.name.cmp(&b.name));
+            let mut page: Vec<JsonLog> = logs
+                .iter()
+                .filter(|log| log.name.starts_with(prefix))
+                .filter(|log| after.is_none_or(|after| log.name.as_str() > after))
+                .take(limit + 1)
+                .map(JsonLog::from)
+                .collect();
+            let next_after = (page.len() > limit).then(|| {
+                page.truncate(limit);
+                page[limit - 1].name.clone()
+            });
+            json(
+                StatusCode::OK,
+                &JsonLogPage {
+                    logs: page,
+                    next_after,
+                },
+            )
+        }
+        Route::CreateLog => {
+            let body: JsonCreate = json_body(shared, request).await?;
+            let log = client.create_log(&body.name).await?;
+            json(StatusCode::CREATED, &JsonLog::from(&log))
+        }
+        Route::LogInfo(name) => {
+            let status = client.log_status(&name).await?;
+            let info = JsonLogInfo {
+                log: JsonLog::from(&status.log),
+                end_offset: status.end_offset,
+                segments: status.segments,
+                writer_epoch: shared.writers.held_epoch(&name).await,
+            };
+            json(StatusCode::OK, &info)
+        }
+        Route::DeleteLog(name) => {
+            shared.writers.forget(&name).await;
+            client.delete_log(&name).await?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        Route::Append(name) => append(shared, &name, &query, request).await,
+        Route::Read(name) => read::read(shared, &name, &query, request.headers()).await,
+        Route::Tail(name) => {
+            let status = client.log_status(&name).await?;
+            json(
+                StatusCode::OK,
+                &JsonTail {
+                    end_offset: status.end_offset,
+                },
+            )
+        }
+        Route::Truncate(name) => {
+            let body: JsonTruncate = json_body(shared, request).await?;
+            client.truncate(&name, body.offset).await?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        Route::OpenWriter(name) => {
+            let writer = shared.writers.reopen(&name).await?;
+            let answer = JsonWriter {
+                epoch: writer.epoch(),
+                durable_offset: writer.durable_offset(),
+            };
+            json(StatusCode::OK, &answer)
+        }
+    }
+}
+
+/// Appends a batch (binary framing or JSON) and answers once all of it is
+/// durable.
+async fn append(
+    shared: &Arc<Shared>,
+    name: &str,
+    query: &HashMap<String, String>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let is_json = content_type(request.headers()).starts_with("application/json");
+    let reopen = query.get("reopen").is_some_and(|v| v == "true");
+    let writer = shared.writers.writer(name, reopen).await?;
+    let limits = Limits {
+        entries_max: shared.config.batch_entries_max,
+        entry_bytes_max: writer.entry_bytes_max(),
+    };
+    let body = body_bytes(shared, request).await?;
+    let entries = if is_json {
+        let parsed: JsonEntries = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::malformed(format!("append body: {e}")))?;
+        if parsed.entries.len() > limits.entries_max {
+            return Err(too_large(format!(
+                "more than {} entries",
+                limits.entries_max
+            )));
+        }
+        parsed
+            .entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, entry)| entry.into_framed(i))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        framing::decode(body, false, limits).map_err(|e| match e {
+            framing::FramingError::Truncated { .. } => ApiError::malformed(e.to_string()),
+            _ => too_large(e.to_string()),
+        })?
+    };
+    if entries.is_empty() {
+        return Err(ApiError::malformed("an append needs at least one entry"));
+    }
+    for (i, entry) in entries.iter().enumerate() {
+        let bytes = entry.payload.len()
+            + entry
+                .properties
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        if bytes > limits.entry_bytes_max {
+            return Err(too_large(format!(
+                "entry {i} holds {bytes} bytes, more than the limit of {}",
+                limits.entry_bytes_max
+            )));
+        }
+    }
+    let count = entries.len() as u64;
+    let batch = entries
+        .into_iter()
+        .map(|entry| (entry.payload, entry.properties))
+        .collect();
+    match writer.append_batch_with(batch).await {
+        Ok(range) => json(
+            StatusCode::OK,
+            &JsonAppended {
+                first_offset: range.start,
+                last_offset: range.end - 1,
+                count,
+            },
+        ),
+        Err(err) => {
+            shared.writers.failed(name, &writer, &err).await;
+            Err(err.into())
+        }
+    }
+}
+
+fn too_large(message: String) -> ApiError {
+    ApiError::new(Code::TooLarge, message)
+}
+
+/// The request body, refused past the body limit.
+async fn body_bytes(shared: &Shared, request: Request<Incoming>) -> Result<Bytes, ApiError> {
+    let max = shared.config.body_bytes_max;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large(format!(
+            "the body is over the limit of {max} bytes"
+        )));
+    }
+    match Limited::new(request.into_body(), max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err)
+            if err
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large(format!(
+                "the body is over the limit of {max} bytes"
+            )))
+        }
+        Err(err) => Err(ApiError::malformed(format!("reading the body: {err}"))),
+    }
+}
+
+async fn json_body<T: serde::de::DeserializeOwned>(
+    shared: &Shared,
+    request: Request<Incoming>,
+) -> Result<T, ApiError> {
+    let body = body_bytes(shared, request).await?;
+    serde_json::from_slice(&body).map_err(|e| ApiError::malformed(format!("body: {e}")))
+}
+
+pub(crate) fn content_type(headers: &http::HeaderMap) -> &str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// The query's parameters (the last of a repeated name wins).
+fn query(request: &Request<Incoming>) -> HashMap<String, String> {
+    let raw = request.uri().query().unwrap_or("");
+    url::form_urlencoded::parse(raw.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+pub(crate) fn number(query: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
+    query
+        .get(name)
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| ApiError::malformed(format!("{name}={v:?} is not a number")))
+        })
+        .transpose()
+}
+
+pub(crate) fn response(status: StatusCode, content_type: &str, body: Bytes) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Full::new(body))
+        .expect("a valid response")
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    response(
+        status,
+        "text/plain; charset=utf-8",
+        Bytes::from_static(body.as_bytes()),
+    )
+}
+
+fn empty(status: StatusCode) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .body(Full::new(Bytes::new()))
+        .expect("a valid response")
+}
+
+pub(crate) fn json<T: serde::Serialize>(
+    status: StatusCode,
+    value: &T,
+) -> Result<Response<Body>, ApiError> {
+    let body =
+        serde_json::to_vec(value).map_err(|e| ApiError::new(Code::Internal, e.to_string()))?;
+    Ok(response(status, "application/json", body.into()))
+}
+
+fn error_response(err: &ApiError) -> Response<Body> {
+    let status = StatusCode::from_u16(err.code.status()).expect("a valid status");
+    let mut builder = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json");
+    if err.code.retriable() {
+        builder = builder.header(header::RETRY_AFTER, RETRY_AFTER_S);
+    }
+    if err.code == Code::TooLarge {
+        // The body may be left unread: the connection cannot carry another
+        // request, and the client must know not to reuse it.
+        builder = builder.header(header::CONNECTION, "close");
+    }
+    builder
+        .body(Full::new(Bytes::from(err.json())))
+        .expect("a valid response")
+}
+
+fn route_label(route: &Route) -> &'static str {
+    match route {
+        Route::ListLogs => "list_logs",
+        Route::CreateLog => "create_log",
+        Route::LogInfo(_) => "log_info",
+        Route::DeleteLog(_) => "delete_log",
+        Route::Append(_) => "append",
+        Route::Read(_) => "read",
+        Route::Tail(_) => "tail",
+        Route::Truncate(_) => "truncate",
+        Route::OpenWriter(_) => "open_writer",
+        Route::Healthz => "healthz",
+        Route::Readyz => "readyz",
+        Route::Metrics => "metrics",
+    }
+}

@@ -1,0 +1,480 @@
+//! `woodpecker serve` as a real process against the real etcd and MinIO
+//! that `scripts/servers.sh` starts: the API end to end, bad input, a
+//! graceful shutdown that loses nothing, and a SIGKILL that loses nothing
+//! acknowledged.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use woodpecker_net::framing::{self, FramedEntry, Limits, MEDIA_TYPE};
+
+const LIMITS: Limits = Limits {
+    entries_max: 1 << 20,
+    entry_bytes_max: 1 << 24,
+};
+
+/// A request, its body, and the status and error code it must get.
+type Case<'a> = (ureq::Request, Option<(&'a str, &'a [u8])>, u16, &'a str);
+/// An acknowledged batch: its first offset and its entries.
+type Acked = (u64, Vec<FramedEntry>);
+
+struct Served {
+    child: Child,
+    base: String,
+}
+
+impl Served {
+    /// Starts a server on a free port, on MinIO and etcd.
+    fn start(extra: &[&str]) -> Served {
+        assert!(
+            std::env::var("WOODPECKER_S3_ENDPOINT").is_ok(),
+            "WOODPECKER_S3_ENDPOINT is not set: start the servers with scripts/servers.sh start"
+        );
+        let mut child = Command::new(env!("CARGO_BIN_EXE_woodpecker"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--store",
+                "s3",
+                "--meta",
+                "etcd",
+            ])
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting woodpecker serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Served {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGTERM, then the exit status within `limit`.
+    fn terminate(mut self, limit: Duration) -> std::process::ExitStatus {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "serve did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(60))
+        .build()
+}
+
+/// Status and body of a request, whatever the status.
+fn call(request: ureq::Request, body: Option<(&str, &[u8])>) -> (u16, Vec<u8>) {
+    let result = match body {
+        Some((content_type, bytes)) => request.set("content-type", content_type).send_bytes(bytes),
+        None => request.call(),
+    };
+    let response = match result {
+        Ok(response) => response,
+        Err(ureq::Error::Status(_, response)) => response,
+        Err(err) => panic!("request failed: {err}"),
+    };
+    let status = response.status();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut response.into_reader(), &mut bytes).unwrap();
+    (status, bytes)
+}
+
+fn json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(bytes)))
+}
+
+fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{name}-{}-{nanos}", std::process::id())
+}
+
+fn create(agent: &ureq::Agent, served: &Served, name: &str) {
+    let body = format!(r#"{{"name":"{name}"}}"#);
+    let (status, answer) = call(
+        agent.post(&served.url("/v1/logs")),
+        Some(("application/json", body.as_bytes())),
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
+}
+
+fn entry(i: u64) -> FramedEntry {
+    FramedEntry {
+        offset: None,
+        payload: bytes::Bytes::from(vec![(i % 251) as u8; 100 + (i as usize * 37) % 3000]),
+        properties: vec![(
+            bytes::Bytes::from(format!("k{}", i % 3)),
+            bytes::Bytes::from(vec![0xff, (i % 256) as u8]),
+        )],
+    }
+}
+
+/// Appends a framed batch; its first offset.
+fn append(agent: &ureq::Agent, served: &Served, name: &str, entries: &[FramedEntry]) -> u64 {
+    let body = framing::encode(entries);
+    let (status, answer) = call(
+        agent.post(&served.url(&format!("/v1/logs/{name}/entries"))),
+        Some((MEDIA_TYPE, &body)),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    let answer = json(&answer);
+    assert_eq!(answer["count"], entries.len() as u64);
+    answer["first_offset"].as_u64().unwrap()
+}
+
+/// Every entry of the log, read in bounded pages.
+fn read_all(agent: &ureq::Agent, served: &Served, name: &str) -> Vec<FramedEntry> {
+    let mut all = Vec::new();
+    let mut from = 0u64;
+    loop {
+        let url = served.url(&format!(
+            "/v1/logs/{name}/entries?from={from}&max_bytes=100000"
+        ));
+        let (status, body) = call(agent.get(&url), None);
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let page = framing::decode(body.into(), true, LIMITS).unwrap();
+        if page.is_empty() {
+            return all;
+        }
+        from = page.last().unwrap().offset.unwrap() + 1;
+        all.extend(page);
+    }
+}
+
+fn assert_holds(read: &[FramedEntry], expected: &[FramedEntry]) {
+    assert_eq!(read.len(), expected.len());
+    for (i, (got, want)) in read.iter().zip(expected).enumerate() {
+        assert_eq!(got.offset, Some(i as u64));
+        assert_eq!(
+            (&got.payload, &got.properties),
+            (&want.payload, &want.properties),
+            "entry {i}"
+        );
+    }
+}
+
+#[test]
+fn logs_entries_and_a_graceful_shutdown_that_keeps_everything() {
+    let served = Served::start(&[]);
+    let agent = agent();
+    let name = unique("serve-crud");
+    create(&agent, &served, &name);
+    let body = format!(r#"{{"name":"{name}"}}"#);
+    let (status, answer) = call(
+        agent.post(&served.url("/v1/logs")),
+        Some(("application/json", body.as_bytes())),
+    );
+    assert_eq!(
+        (status, json(&answer)["code"].as_str()),
+        (409, Some("exists"))
+    );
+
+    let expected: Vec<FramedEntry> = (0..600).map(entry).collect();
+    for (i, batch) in expected.chunks(150).enumerate() {
+        assert_eq!(append(&agent, &served, &name, batch), i as u64 * 150);
+    }
+    assert_holds(&read_all(&agent, &served, &name), &expected);
+
+    let json_body = br#"{"entries":[{"payload":"hello","properties":{"trace":"t1"}},{"payload_base64":"//4="}]}"#;
+    let url = served.url(&format!("/v1/logs/{name}/entries"));
+    let (status, answer) = call(agent.post(&url), Some(("application/json", json_body)));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(json(&answer)["first_offset"], 600);
+    let (status, answer) = call(agent.get(&format!("{url}?from=600&format=json")), None);
+    assert_eq!(status, 200);
+    let answer = json(&answer);
+    assert_eq!(answer["entries"][0]["payload"], "hello");
+    assert_eq!(answer["entries"][0]["properties"]["trace"], "t1");
+    assert_eq!(answer["entries"][1]["payload_base64"], "//4=");
+    assert_eq!(answer["next_offset"], 602);
+    // At the end, a read answers at once (no wait asked): nothing, and
+    // where to go on.
+    let (status, answer) = call(agent.get(&format!("{url}?from=latest&format=json")), None);
+    let answer = json(&answer);
+    assert_eq!((status, answer["next_offset"].as_u64()), (200, Some(602)));
+    assert_eq!(answer["entries"].as_array().map(Vec::len), Some(0));
+    // Properties that are not UTF-8 are refused as JSON, not mangled.
+    let (status, answer) = call(agent.get(&format!("{url}?from=0&format=json")), None);
+    assert_eq!(
+        (status, json(&answer)["code"].as_str()),
+        (406, Some("not_acceptable"))
+    );
+
+    let (status, answer) = call(
+        agent.get(&served.url(&format!("/v1/logs/{name}/tail"))),
+        None,
+    );
+    assert_eq!(
+        (status, json(&answer)["end_offset"].as_u64()),
+        (200, Some(602))
+    );
+    let (status, answer) = call(
+        agent.get(&served.url(&format!("/v1/logs?prefix={name}"))),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(json(&answer)["logs"][0]["name"], name.as_str());
+    let (status, answer) = call(agent.get(&served.url(&format!("/v1/logs/{name}"))), None);
+    let info = json(&answer);
+    assert_eq!((status, info["end_offset"].as_u64()), (200, Some(602)));
+    assert!(info["writer_epoch"].as_u64().unwrap() >= 1, "{info}");
+    let (status, _) = call(agent.get(&served.url("/readyz")), None);
+    assert_eq!(status, 200);
+    let (status, metrics) = call(agent.get(&served.url("/metrics")), None);
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert_eq!(status, 200);
+    assert!(metrics.contains("woodpecker_appends_total"), "{metrics}");
+    assert!(
+        metrics.contains(r#"woodpecker_http_requests_total{route="append",status="200"}"#),
+        "{metrics}"
+    );
+
+    // SIGTERM: the writer seals; a new server reads every entry back.
+    assert!(served.terminate(Duration::from_secs(60)).success());
+    let served = Served::start(&[]);
+    let read = read_all(&agent, &served, &name);
+    assert_eq!(read.len(), 602);
+    assert_holds(&read[..600], &expected);
+    let (status, answer) = call(agent.get(&served.url(&format!("/v1/logs/{name}"))), None);
+    let info = json(&answer);
+    assert_eq!(status, 200);
+    assert!(
+        info["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["state"] == "Sealed"),
+        "{info}"
+    );
+    // It appends after the entries the first server wrote.
+    assert_eq!(append(&agent, &served, &name, &expected[..1]), 602);
+    let (status, _) = call(agent.delete(&served.url(&format!("/v1/logs/{name}"))), None);
+    assert_eq!(status, 204);
+    let (status, answer) = call(agent.get(&served.url(&format!("/v1/logs/{name}"))), None);
+    assert_eq!(
+        (status, json(&answer)["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    assert!(served.terminate(Duration::from_secs(60)).success());
+}
+
+#[test]
+fn bad_requests_get_a_coded_4xx_and_the_server_serves_on() {
+    let served = Served::start(&["--body-bytes-max", "65536"]);
+    let agent = agent();
+    let name = unique("serve-bad");
+    create(&agent, &served, &name);
+    let entries = served.url(&format!("/v1/logs/{name}/entries"));
+    let good = framing::encode(&[entry(1)]);
+    let oversized = vec![0u8; 70_000];
+    let cases: Vec<Case> = vec![
+        (
+            agent.post(&entries),
+            Some((MEDIA_TYPE, &good[..good.len() - 1])),
+            400,
+            "malformed",
+        ),
+        (
+            agent.post(&entries),
+            Some((MEDIA_TYPE, &[])),
+            400,
+            "malformed",
+        ),
+        (
+            agent.post(&entries),
+            Some(("application/json", b"{\"entries\":")),
+            400,
+            "malformed",
+        ),
+        (
+            agent.post(&entries),
+            Some(("application/json", b"{\"entries\":[{}]}")),
+            400,
+            "malformed",
+        ),
+        (
+            agent.post(&entries),
+            Some((MEDIA_TYPE, &oversized)),
+            413,
+            "too_large",
+        ),
+        (
+            agent.post(&served.url("/v1/logs")),
+            Some(("application/json", b"{\"name\":\"a b\"}")),
+            400,
+            "malformed",
+        ),
+        (
+            agent.post(&served.url("/v1/logs/no-such-log/entries")),
+            Some((MEDIA_TYPE, &good)),
+            404,
+            "not_found",
+        ),
+        (
+            agent.get(&served.url("/v1/logs/no-such-log/entries")),
+            None,
+            404,
+            "not_found",
+        ),
+        (
+            agent.get(&format!("{entries}?from=x")),
+            None,
+            400,
+            "malformed",
+        ),
+        (
+            agent.get(&format!("{entries}?max_entries=0")),
+            None,
+            400,
+            "malformed",
+        ),
+        (
+            agent.get(&served.url("/v2/nothing")),
+            None,
+            404,
+            "not_found",
+        ),
+        (
+            agent.put(&served.url("/v1/logs")),
+            None,
+            405,
+            "method_not_allowed",
+        ),
+        (
+            agent.post(&served.url(&format!("/v1/logs/{name}/truncate"))),
+            Some(("application/json", b"{\"offset\":99}")),
+            400,
+            "malformed",
+        ),
+    ];
+    for (i, (request, body, status, code)) in cases.into_iter().enumerate() {
+        let (got, answer) = call(request, body);
+        assert_eq!(
+            got,
+            status,
+            "case {i}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        assert_eq!(json(&answer)["code"], code, "case {i}");
+    }
+    // A connection that sends half a request head and stalls does not
+    // stop anyone else.
+    let addr = served.base.trim_start_matches("http://").to_string();
+    let mut stalled = std::net::TcpStream::connect(&addr).unwrap();
+    std::io::Write::write_all(&mut stalled, b"POST /v1/logs HTTP/1.1\r\nHost: x\r\n").unwrap();
+    assert_eq!(append(&agent, &served, &name, &[entry(1)]), 0);
+    let (status, _) = call(agent.get(&served.url("/healthz")), None);
+    assert_eq!(status, 200);
+    drop(stalled);
+    assert!(served.terminate(Duration::from_secs(60)).success());
+}
+
+#[test]
+fn a_sigkilled_server_loses_no_acknowledged_entry() {
+    let served = Served::start(&[]);
+    let agent = agent();
+    let name = unique("serve-kill");
+    create(&agent, &served, &name);
+    let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let appenders: Vec<_> = (0..4)
+        .map(|t| {
+            let (acked, stop, agent) = (acked.clone(), stop.clone(), agent.clone());
+            let url = served.url(&format!("/v1/logs/{name}/entries"));
+            std::thread::spawn(move || {
+                for round in 0..10_000u64 {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let batch: Vec<FramedEntry> = (0..20)
+                        .map(|i| entry(t * 1_000_000 + round * 20 + i))
+                        .collect();
+                    let body = framing::encode(&batch);
+                    let sent = agent
+                        .post(&url)
+                        .set("content-type", MEDIA_TYPE)
+                        .send_bytes(&body);
+                    let Ok(response) = sent else { return };
+                    let answer: serde_json::Value = response.into_json().unwrap();
+                    let first = answer["first_offset"].as_u64().unwrap();
+                    acked.lock().unwrap().push((first, batch));
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    while acked.lock().unwrap().len() < 40 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "appends do not progress"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    served.kill();
+    stop.store(true, Ordering::Relaxed);
+    for appender in appenders {
+        appender.join().unwrap();
+    }
+    let served = Served::start(&[]);
+    // Appending again opens a new writer, which recovers the log.
+    let read_before = {
+        let first = append(&agent, &served, &name, &[entry(7)]);
+        let all = read_all(&agent, &served, &name);
+        assert_eq!(all.len() as u64, first + 1);
+        all
+    };
+    let acked = acked.lock().unwrap();
+    assert!(acked.len() >= 40);
+    for (first, batch) in acked.iter() {
+        for (i, want) in batch.iter().enumerate() {
+            let got = &read_before[*first as usize + i];
+            assert_eq!(
+                (&got.payload, &got.properties),
+                (&want.payload, &want.properties)
+            );
+        }
+    }
+    assert!(served.terminate(Duration::from_secs(60)).success());
+}
