@@ -1,11 +1,13 @@
-//! The `woodpecker` command: benchmarks and the HTTP service; tune and log
-//! admin as they arrive.
+//! The `woodpecker` command: benchmarks, the HTTP service and the
+//! configuration; tune and log admin as they arrive.
 
+mod config;
 mod logging;
 mod serve;
 
 use clap::{Parser, Subcommand};
 use logging::LogFormat;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -22,6 +24,11 @@ struct Cli {
     /// Log line format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Configuration file (YAML: this project's keys or Woodpecker's
+    /// woodpecker.yaml keys; docs/CONFIG.md). Flags override the
+    /// WOODPECKER_* environment, which overrides the file.
+    #[arg(long, global = true, env = woodpecker_tuning::ENV_CONFIG, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -33,6 +40,9 @@ enum Command {
     Bench(woodpecker_bench::BenchCommand),
     /// Serve the HTTP API (v1) until SIGTERM.
     Serve(serve::ServeArgs),
+    /// Show the effective configuration, or check a file.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
 }
 
 fn main() -> ExitCode {
@@ -41,9 +51,14 @@ fn main() -> ExitCode {
         eprintln!("woodpecker: {err}");
         return ExitCode::from(2);
     }
+    let file = cli.config.as_deref();
     let result = match cli.command {
-        Command::Bench(command) => woodpecker_bench::run(command).map_err(|e| e.to_string()),
-        Command::Serve(args) => serve::run(args),
+        Command::Bench(command) => config::load(file, &command.flags())
+            .and_then(|loaded| woodpecker_bench::run(command, &loaded).map_err(|e| e.to_string())),
+        Command::Serve(args) => {
+            config::load(file, &args.flags()).and_then(|loaded| serve::run(&loaded))
+        }
+        Command::Config(command) => config::run(command, file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,78 +2,126 @@
 //! SIGTERM or SIGINT (a graceful shutdown: requests in flight finish, the
 //! writers seal); a second signal exits at once.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use woodpecker_engine::meta::etcd::{EtcdConfig, EtcdMeta};
+use woodpecker_engine::meta::etcd::EtcdMeta;
 use woodpecker_engine::meta::memory::MemoryMeta;
 use woodpecker_engine::meta::MetaStore;
-use woodpecker_engine::store::{StoreConfig, StoreFactory};
+use woodpecker_engine::store::StoreFactory;
 use woodpecker_net::server::{Server, ServerConfig};
-use woodpecker_shards::{Client, Config};
+use woodpecker_shards::Client;
+use woodpecker_tuning::{Flag, Loaded, MetaKind};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "WOODPECKER_LISTEN", default_value = "127.0.0.1:9600")]
-    listen: SocketAddr,
-    /// Object store: local (files under --local-dir), s3 (endpoint from
-    /// WOODPECKER_S3_*) or memory (lost on exit: for trials).
-    #[arg(long, env = "WOODPECKER_STORE", default_value = "local")]
-    store: String,
-    /// Directory of the local store.
-    #[arg(long, env = "WOODPECKER_LOCAL_DIR", default_value = "woodpecker-data")]
-    local_dir: PathBuf,
-    /// Metadata: etcd (endpoints from WOODPECKER_ETCD_ENDPOINTS) or memory
-    /// (lost on exit: for trials).
-    #[arg(long, env = "WOODPECKER_META", default_value = "etcd")]
-    meta: String,
-    /// Shards (executor threads, one listener each).
-    #[arg(long, env = "WOODPECKER_SHARDS", default_value_t = 1)]
-    shards: usize,
-    /// Bytes of one request body at most.
-    #[arg(long, default_value_t = ServerConfig::default().body_bytes_max)]
-    body_bytes_max: usize,
-    /// Open connections at most.
-    #[arg(long, default_value_t = ServerConfig::default().connections_max)]
-    connections_max: usize,
-    /// Seconds a request head may take to arrive (and an idle connection
-    /// stays open).
-    #[arg(long, default_value_t = 30)]
-    header_timeout_s: u64,
-    /// Seconds shutdown waits for requests in flight.
-    #[arg(long, default_value_t = 30)]
-    shutdown_deadline_s: u64,
+    /// Address to listen on [default: 127.0.0.1:9600; serve.listen].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Object store: local (files under --local-dir), s3 (store.s3.* or
+    /// WOODPECKER_S3_*) or memory (lost on exit: for trials) [default:
+    /// local; store.kind].
+    #[arg(long)]
+    store: Option<String>,
+    /// Directory of the local store [default: woodpecker-data; store.local_dir].
+    #[arg(long)]
+    local_dir: Option<String>,
+    /// Metadata: etcd (meta.etcd.* or WOODPECKER_ETCD_ENDPOINTS) or memory
+    /// (lost on exit: for trials) [default: etcd; meta.kind].
+    #[arg(long)]
+    meta: Option<String>,
+    /// Shards (executor threads, one listener each) [default: 1; engine.shards].
+    #[arg(long)]
+    shards: Option<String>,
+    /// Bytes of one request body at most [default: 64MiB; serve.body_bytes_max].
+    #[arg(long)]
+    body_bytes_max: Option<String>,
+    /// Open connections at most [default: 4096; serve.connections_max].
+    #[arg(long)]
+    connections_max: Option<String>,
+    /// How long a request head may take to arrive, and an idle connection
+    /// stays open [default: 30s; serve.header_timeout_ms].
+    #[arg(long)]
+    header_timeout: Option<String>,
+    /// How long shutdown waits for requests in flight [default: 30s;
+    /// serve.shutdown_deadline_ms].
+    #[arg(long)]
+    shutdown_deadline: Option<String>,
 }
 
-pub fn run(args: ServeArgs) -> Result<(), String> {
+impl ServeArgs {
+    /// The flags given, as configuration overrides.
+    pub fn flags(&self) -> Vec<Flag> {
+        let given = [
+            ("serve.listen", "listen", &self.listen),
+            ("store.kind", "store", &self.store),
+            ("store.local_dir", "local-dir", &self.local_dir),
+            ("meta.kind", "meta", &self.meta),
+            ("engine.shards", "shards", &self.shards),
+            (
+                "serve.body_bytes_max",
+                "body-bytes-max",
+                &self.body_bytes_max,
+            ),
+            (
+                "serve.connections_max",
+                "connections-max",
+                &self.connections_max,
+            ),
+            (
+                "serve.header_timeout_ms",
+                "header-timeout",
+                &self.header_timeout,
+            ),
+            (
+                "serve.shutdown_deadline_ms",
+                "shutdown-deadline",
+                &self.shutdown_deadline,
+            ),
+        ];
+        given
+            .into_iter()
+            .filter_map(|(key, name, value)| {
+                value.as_ref().map(|value| Flag {
+                    key,
+                    name,
+                    value: value.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+pub fn run(loaded: &Loaded) -> Result<(), String> {
     // Blocked here, before any thread starts, so every thread inherits the
     // mask and the signals wait for `sigwait` below.
     let signals = block_signals();
-    let meta: Arc<dyn MetaStore> = match args.meta.as_str() {
-        "etcd" => {
-            let config = EtcdConfig::from_env().map_err(|e| format!("--meta etcd: {e}"))?;
-            Arc::new(EtcdMeta::connect(&config).map_err(|e| format!("etcd: {e}"))?)
+    let settings = &loaded.settings;
+    settings.validate()?;
+    let meta: Arc<dyn MetaStore> = match settings.meta.kind {
+        MetaKind::Etcd => {
+            Arc::new(EtcdMeta::connect(&settings.meta.etcd).map_err(|e| format!("etcd: {e}"))?)
         }
-        "memory" => Arc::new(MemoryMeta::new()),
-        other => return Err(format!("unknown --meta {other:?}: expected etcd or memory")),
+        MetaKind::Memory => Arc::new(MemoryMeta::new()),
     };
-    let store = StoreConfig::from_kind(&args.store, args.local_dir.clone())
-        .and_then(StoreFactory::new)
+    let store = settings
+        .store_config(None)
+        .and_then(|config| StoreFactory::new(config).map_err(|e| e.to_string()))
         .map_err(|e| format!("store: {e}"))?;
-    let config = Config {
-        shards: args.shards,
-        ..Config::default()
-    };
-    let client = Client::start(config, store, meta).map_err(|e| e.to_string())?;
+    let client = Client::start(settings.engine.clone(), store, meta).map_err(|e| e.to_string())?;
+    let serve = &settings.serve;
     let server_config = ServerConfig {
-        listen: args.listen,
-        body_bytes_max: args.body_bytes_max,
-        connections_max: args.connections_max,
-        header_timeout: Duration::from_secs(args.header_timeout_s),
-        shutdown_deadline: Duration::from_secs(args.shutdown_deadline_s),
-        ..ServerConfig::default()
+        listen: serve
+            .listen
+            .parse()
+            .map_err(|e| format!("serve.listen: {e}"))?,
+        body_bytes_max: to_usize(serve.body_bytes_max),
+        batch_entries_max: to_usize(serve.batch_entries_max),
+        read_bytes_max: to_usize(serve.read_bytes_max),
+        read_entries_max: to_usize(serve.read_entries_max),
+        connections_max: to_usize(serve.connections_max),
+        header_timeout: Duration::from_millis(serve.header_timeout_ms),
+        read_wait_max: Duration::from_millis(serve.read_wait_max_ms),
+        shutdown_deadline: Duration::from_millis(serve.shutdown_deadline_ms),
     };
     let server = Server::start(client, server_config).map_err(|e| e.to_string())?;
     // The one line on stdout: scripts and tests read the address from it.
@@ -90,6 +138,10 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     } else {
         Err("requests were still in flight at the shutdown deadline".to_string())
     }
+}
+
+fn to_usize(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
 }
 
 fn block_signals() -> libc::sigset_t {

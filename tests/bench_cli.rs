@@ -76,7 +76,12 @@ fn bench_rejects_bad_arguments_clearly() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("memory, null, local or s3"), "{stderr}");
+    assert!(
+        stderr.contains("store.kind (from flag --store)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("gcs"), "{stderr}");
+    assert!(stderr.contains("s3"), "{stderr}");
 }
 
 fn bench_write(store: &str, ack_order: &str) -> serde_json::Value {

@@ -10,6 +10,7 @@ pub mod read;
 pub mod write;
 
 use woodpecker_engine::store::StoreError;
+use woodpecker_tuning::{Flag, Loaded};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -31,20 +32,69 @@ pub enum BenchCommand {
     Read(read::ReadArgs),
 }
 
-/// Runs one benchmark and prints its report.
-pub fn run(command: BenchCommand) -> Result<(), BenchError> {
+/// Which object store a benchmark runs on; the rest of the store's
+/// settings come from the configuration (`--config`, `WOODPECKER_*`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StoreArgs {
+    /// Object store: local, s3 (store.s3.* in the configuration, or
+    /// WOODPECKER_S3_*), memory, or null (discards bytes) [default: local;
+    /// store.kind].
+    #[arg(long, value_name = "KIND")]
+    pub store: Option<String>,
+    /// Directory of the local store [default: a temporary directory, unless
+    /// store.local_dir is configured].
+    #[arg(long, value_name = "DIR")]
+    pub local_dir: Option<String>,
+}
+
+impl StoreArgs {
+    fn flags(&self) -> Vec<Flag> {
+        flags(&[
+            ("store.kind", "store", &self.store),
+            ("store.local_dir", "local-dir", &self.local_dir),
+        ])
+    }
+}
+
+/// The flags given (`Some`), as configuration overrides.
+pub(crate) fn flags(given: &[(&'static str, &'static str, &Option<String>)]) -> Vec<Flag> {
+    given
+        .iter()
+        .filter_map(|(key, name, value)| {
+            value.as_ref().map(|value| Flag {
+                key,
+                name,
+                value: value.clone(),
+            })
+        })
+        .collect()
+}
+
+impl BenchCommand {
+    /// The configuration this command's flags override.
+    pub fn flags(&self) -> Vec<Flag> {
+        match self {
+            BenchCommand::Raw(args) => args.target.flags(),
+            BenchCommand::Write(args) => args.flags(),
+            BenchCommand::Read(args) => args.target.flags(),
+        }
+    }
+}
+
+/// Runs one benchmark with the loaded configuration and prints its report.
+pub fn run(command: BenchCommand, loaded: &Loaded) -> Result<(), BenchError> {
     match command {
         BenchCommand::Raw(args) => {
             let json = args.json;
-            emit(json, &raw::run(args)?, raw::print_table);
+            emit(json, &raw::run(args, loaded)?, raw::print_table);
         }
         BenchCommand::Write(args) => {
             let json = args.json;
-            emit(json, &write::run(args)?, write::print_summary);
+            emit(json, &write::run(args, loaded)?, write::print_summary);
         }
         BenchCommand::Read(args) => {
             let json = args.json;
-            emit(json, &read::run(args)?, read::print_summary);
+            emit(json, &read::run(args, loaded)?, read::print_summary);
         }
     }
     Ok(())

@@ -15,16 +15,12 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use woodpecker_engine::store::ObjectStore;
-use woodpecker_tuning::{StoreConfig, StoreFactory};
+use woodpecker_tuning::{Loaded, StoreFactory, StoreKind};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RawArgs {
-    /// Object store: memory, null (discards bytes), local, or s3 (endpoint from WOODPECKER_S3_*).
-    #[arg(long, default_value = "local")]
-    pub store: String,
-    /// Directory of the local store (default: a temporary directory).
-    #[arg(long)]
-    pub local_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: crate::StoreArgs,
     /// Size of each object.
     #[arg(long, default_value_t = 8 << 20)]
     pub object_bytes: usize,
@@ -90,9 +86,9 @@ impl RawArgs {
     }
 }
 
-pub fn run(args: RawArgs) -> Result<RawReport, BenchError> {
+pub fn run(args: RawArgs, loaded: &Loaded) -> Result<RawReport, BenchError> {
     args.validate()?;
-    let (factory, temp_dir) = bench_store(&args.store, &args.local_dir)?;
+    let (factory, temp_dir) = bench_store(loaded)?;
     let core = woodpecker_shards::available_cores().first().copied();
     let shard = woodpecker_shards::spawn_shard("bench-raw", core, false, move || async move {
         let store = factory.open()?;
@@ -159,22 +155,20 @@ pub(crate) fn fastrand_u64() -> u64 {
     nanos ^ (std::process::id() as u64).rotate_left(32)
 }
 
-/// The store a benchmark runs on, and the temporary directory to remove
-/// afterwards (for `local` without `--local-dir`).
-pub(crate) fn bench_store(
-    kind: &str,
-    local_dir: &Option<PathBuf>,
-) -> Result<(StoreFactory, Option<PathBuf>), BenchError> {
-    let temp_dir = match (local_dir, kind) {
-        (None, "local") => Some(tempdir()?),
-        _ => None,
-    };
-    let dir = local_dir
-        .clone()
-        .or_else(|| temp_dir.clone())
-        .unwrap_or_default();
-    let factory = StoreFactory::new(StoreConfig::from_kind(kind, dir)?)?;
-    Ok((factory, temp_dir))
+/// The configured store a benchmark runs on, and the temporary directory
+/// to remove afterwards (a local store whose directory nobody configured).
+pub(crate) fn bench_store(loaded: &Loaded) -> Result<(StoreFactory, Option<PathBuf>), BenchError> {
+    let temp_dir =
+        if loaded.settings.store.kind == StoreKind::Local && loaded.is_default("store.local_dir") {
+            Some(tempdir()?)
+        } else {
+            None
+        };
+    let config = loaded
+        .settings
+        .store_config(temp_dir.clone())
+        .map_err(|e| BenchError::Invalid(format!("store: {e}")))?;
+    Ok((StoreFactory::new(config)?, temp_dir))
 }
 
 pub(crate) fn tempdir() -> Result<PathBuf, BenchError> {

@@ -11,7 +11,6 @@ use crate::BenchError;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,15 +19,12 @@ use woodpecker_engine::meta::memory::MemoryMeta;
 use woodpecker_engine::meta::MetaStore;
 use woodpecker_engine::store::StoreFactory;
 use woodpecker_shards::{block_on, Client, Config, StartAt};
+use woodpecker_tuning::Loaded;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReadArgs {
-    /// Object store: memory, local, or s3 (endpoint from WOODPECKER_S3_*).
-    #[arg(long, default_value = "local")]
-    pub store: String,
-    /// Directory of the local store (default: a temporary directory).
-    #[arg(long)]
-    pub local_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: crate::StoreArgs,
     /// Payload bytes per entry.
     #[arg(long, default_value_t = 1024)]
     pub entry_bytes: usize,
@@ -80,7 +76,7 @@ pub struct ReadReport {
     pub tail_latency_cross_ms: LatencyMs,
 }
 
-pub fn run(args: ReadArgs) -> Result<ReadReport, BenchError> {
+pub fn run(args: ReadArgs, loaded: &Loaded) -> Result<ReadReport, BenchError> {
     if args.entry_bytes == 0
         || args.rounds == 0
         || args.prepare_mb == 0
@@ -92,13 +88,13 @@ pub fn run(args: ReadArgs) -> Result<ReadReport, BenchError> {
             "sizes, durations and rates must be positive".into(),
         ));
     }
-    let (factory, temp_dir) = raw::bench_store(&args.store, &args.local_dir)?;
+    let (factory, temp_dir) = raw::bench_store(loaded)?;
     let config = Config {
         fragment_bytes_max: args.fragment_bytes,
         shard_buffer_bytes_max: 12 * args.fragment_bytes,
         reader_prefetch_bytes_max: args.prefetch_bytes,
         key_prefix: format!("bench-read-{:016x}", raw::fastrand_u64()),
-        ..Config::default()
+        ..loaded.settings.engine.clone()
     };
     let meta: Arc<dyn MetaStore> = Arc::new(MemoryMeta::new());
     let client =
@@ -187,7 +183,7 @@ pub fn run(args: ReadArgs) -> Result<ReadReport, BenchError> {
         let _ = std::fs::remove_dir_all(dir);
     }
     Ok(ReadReport {
-        store: args.store.clone(),
+        store: factory.config().kind().to_string(),
         entry_bytes: args.entry_bytes,
         entries: read,
         seconds,

@@ -30,7 +30,6 @@ use serde::Serialize;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::ops::Range;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -40,6 +39,7 @@ use woodpecker_engine::meta::MetaStore;
 use woodpecker_engine::store::StoreFactory;
 use woodpecker_engine::ErrorKind;
 use woodpecker_shards::{block_on, Ack, Client, Config, FlushPolicy, LogWriter};
+use woodpecker_tuning::{Flag, Loaded};
 
 /// How often the --keep-mb consumer truncates (and the auditor looks).
 const TRUNCATE_INTERVAL: Duration = Duration::from_millis(100);
@@ -50,12 +50,8 @@ const RAW_PHASE_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct WriteArgs {
-    /// Object store: memory, null (discards bytes), local, or s3 (endpoint from WOODPECKER_S3_*).
-    #[arg(long, default_value = "local")]
-    pub store: String,
-    /// Directory of the local store (default: a temporary directory).
-    #[arg(long)]
-    pub local_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: crate::StoreArgs,
     /// Logs written at once.
     #[arg(long, default_value_t = 1)]
     pub logs: usize,
@@ -87,16 +83,33 @@ pub struct WriteArgs {
     #[arg(long, default_value_t = 4)]
     pub rounds: usize,
     /// When a fragment ships: `adaptive` (as soon as an upload slot is
-    /// free) or `interval` (at --flush-interval-ms).
-    #[arg(long, default_value = "adaptive")]
+    /// free) or `interval` (at --flush-interval-ms) [default: adaptive;
+    /// engine.flush_policy].
+    #[arg(long = "flush-policy", value_name = "POLICY")]
+    pub flush_policy_flag: Option<String>,
+    /// [default: 10ms; engine.flush_interval_ms]
+    #[arg(long = "flush-interval-ms", value_name = "MS")]
+    pub flush_interval_flag: Option<String>,
+    /// [default: 8MiB; engine.fragment_bytes_max]
+    #[arg(long = "fragment-bytes", value_name = "BYTES")]
+    pub fragment_bytes_flag: Option<String>,
+    /// [default: 8; engine.uploads_in_flight_max]
+    #[arg(long = "uploads-in-flight", value_name = "N")]
+    pub uploads_in_flight_flag: Option<String>,
+    /// [default: 1; engine.shards]
+    #[arg(long = "shards", value_name = "N")]
+    pub shards_flag: Option<String>,
+    /// The effective engine settings (configuration, then the flags above),
+    /// set by `run`.
+    #[arg(skip)]
     pub flush_policy: FlushPolicy,
-    #[arg(long, default_value_t = 10)]
+    #[arg(skip)]
     pub flush_interval_ms: u64,
-    #[arg(long, default_value_t = 8 << 20)]
+    #[arg(skip)]
     pub fragment_bytes: usize,
-    #[arg(long, default_value_t = 8)]
+    #[arg(skip)]
     pub uploads_in_flight: usize,
-    #[arg(long, default_value_t = 1)]
+    #[arg(skip)]
     pub shards: usize,
     /// Truncate each log as it is written, keeping about this many MB of
     /// payload below its durable end, the way a consumer of the WAL does;
@@ -173,6 +186,46 @@ pub struct WriteReport {
 }
 
 impl WriteArgs {
+    /// The flags given, as configuration overrides.
+    pub fn flags(&self) -> Vec<Flag> {
+        let mut flags = self.target.flags();
+        flags.extend(crate::flags(&[
+            (
+                "engine.flush_policy",
+                "flush-policy",
+                &self.flush_policy_flag,
+            ),
+            (
+                "engine.flush_interval_ms",
+                "flush-interval-ms",
+                &self.flush_interval_flag,
+            ),
+            (
+                "engine.fragment_bytes_max",
+                "fragment-bytes",
+                &self.fragment_bytes_flag,
+            ),
+            (
+                "engine.uploads_in_flight_max",
+                "uploads-in-flight",
+                &self.uploads_in_flight_flag,
+            ),
+            ("engine.shards", "shards", &self.shards_flag),
+        ]));
+        flags
+    }
+
+    /// Takes the engine settings this benchmark reports from the
+    /// configuration (in which the flags are already layered).
+    fn resolve(&mut self, loaded: &Loaded) {
+        let engine = &loaded.settings.engine;
+        self.flush_policy = engine.flush_policy;
+        self.flush_interval_ms = engine.flush_interval_ms;
+        self.fragment_bytes = engine.fragment_bytes_max;
+        self.uploads_in_flight = engine.uploads_in_flight_max;
+        self.shards = engine.shards;
+    }
+
     fn validate(&self) -> Result<(), BenchError> {
         let positive = [
             self.logs,
@@ -200,21 +253,24 @@ impl WriteArgs {
         Ok(())
     }
 
-    fn config(&self) -> Config {
-        // Enough buffer memory for every log's uploads plus an open fragment each.
-        let buffers = (self.uploads_in_flight + 2) * self.logs.div_ceil(self.shards) + 2;
-        let mut config = Config {
-            shards: self.shards,
-            fragment_bytes_max: self.fragment_bytes,
-            flush_policy: self.flush_policy,
-            flush_interval_ms: self.flush_interval_ms,
-            uploads_in_flight_max: self.uploads_in_flight,
-            shard_buffer_bytes_max: buffers * self.fragment_bytes,
-            segment_bytes_max: (self.fragment_bytes as u64 * 128).max(1 << 30),
-            key_prefix: format!("bench-write-{:016x}", raw::fastrand_u64()),
-            stall_detection: true,
-            ..Config::default()
-        };
+    /// The configured engine, with what a benchmark needs where the
+    /// configuration leaves it at the default: buffers for every log's
+    /// uploads, segments of many fragments, a key prefix of its own.
+    fn config(&self, loaded: &Loaded) -> Config {
+        let mut config = loaded.settings.engine.clone();
+        if loaded.is_default("engine.shard_buffer_bytes_max") {
+            let buffers = (self.uploads_in_flight + 2) * self.logs.div_ceil(self.shards) + 2;
+            config.shard_buffer_bytes_max = buffers * self.fragment_bytes;
+        }
+        if loaded.is_default("engine.segment_bytes_max") {
+            config.segment_bytes_max = (self.fragment_bytes as u64 * 128).max(1 << 30);
+        }
+        if loaded.is_default("engine.key_prefix") {
+            config.key_prefix = format!("bench-write-{:016x}", raw::fastrand_u64());
+        }
+        if loaded.is_default("engine.stall_detection") {
+            config.stall_detection = true;
+        }
         if let Some(mb) = self.keep_mb {
             // Segments small enough to be deleted during the run, at once.
             config.segment_bytes_max = (mb * 1_000_000 / 2).max(self.fragment_bytes as u64);
@@ -248,12 +304,14 @@ impl AppenderResult {
     }
 }
 
-pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
+pub fn run(mut args: WriteArgs, loaded: &Loaded) -> Result<WriteReport, BenchError> {
+    args.resolve(loaded);
     args.validate()?;
-    let (factory, temp_dir) = raw::bench_store(&args.store, &args.local_dir)?;
-    let config = args.config();
+    let (factory, temp_dir) = raw::bench_store(loaded)?;
+    let config = args.config(loaded);
     config.validate().map_err(BenchError::Invalid)?;
-    let raw_applies = !args.no_raw && !matches!(args.store.as_str(), "memory" | "null");
+    let store = factory.config().kind();
+    let raw_applies = !args.no_raw && !matches!(store, "memory" | "null");
     let raw_inflight = args.uploads_in_flight * args.logs;
     // The engine and raw PUTs alternate, so drift or a stall of a shared
     // machine or store favours neither side, for throughput and for latency
@@ -355,7 +413,7 @@ pub fn run(args: WriteArgs) -> Result<WriteReport, BenchError> {
     let raw_put_mb_s = crate::mean(&raw_put_mb_s_phases);
     let raw_put_cpu_s_per_gb = crate::mean(&raw_put_cpu);
     Ok(WriteReport {
-        store: args.store.clone(),
+        store: store.to_string(),
         logs: args.logs,
         entry_bytes: args.entry_bytes,
         appenders: args.appenders,
