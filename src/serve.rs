@@ -51,7 +51,7 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The flags given, as configuration overrides.
     pub fn flags(&self) -> Vec<Flag> {
-        let given = [
+        Flag::given(&[
             ("serve.listen", "listen", &self.listen),
             ("store.kind", "store", &self.store),
             ("store.local_dir", "local-dir", &self.local_dir),
@@ -77,17 +77,7 @@ impl ServeArgs {
                 "shutdown-deadline",
                 &self.shutdown_deadline,
             ),
-        ];
-        given
-            .into_iter()
-            .filter_map(|(key, name, value)| {
-                value.as_ref().map(|value| Flag {
-                    key,
-                    name,
-                    value: value.clone(),
-                })
-            })
-            .collect()
+        ])
     }
 }
 

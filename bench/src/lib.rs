@@ -49,25 +49,11 @@ pub struct StoreArgs {
 
 impl StoreArgs {
     fn flags(&self) -> Vec<Flag> {
-        flags(&[
+        Flag::given(&[
             ("store.kind", "store", &self.store),
             ("store.local_dir", "local-dir", &self.local_dir),
         ])
     }
-}
-
-/// The flags given (`Some`), as configuration overrides.
-pub(crate) fn flags(given: &[(&'static str, &'static str, &Option<String>)]) -> Vec<Flag> {
-    given
-        .iter()
-        .filter_map(|(key, name, value)| {
-            value.as_ref().map(|value| Flag {
-                key,
-                name,
-                value: value.clone(),
-            })
-        })
-        .collect()
 }
 
 impl BenchCommand {

@@ -189,7 +189,7 @@ impl WriteArgs {
     /// The flags given, as configuration overrides.
     pub fn flags(&self) -> Vec<Flag> {
         let mut flags = self.target.flags();
-        flags.extend(crate::flags(&[
+        flags.extend(Flag::given(&[
             (
                 "engine.flush_policy",
                 "flush-policy",

@@ -56,6 +56,22 @@ pub struct Flag {
     pub value: String,
 }
 
+impl Flag {
+    /// The flags of `given` (setting, flag name, value) that were given.
+    pub fn given(given: &[(&'static str, &'static str, &Option<String>)]) -> Vec<Flag> {
+        given
+            .iter()
+            .filter_map(|(key, name, value)| {
+                value.as_ref().map(|value| Flag {
+                    key,
+                    name,
+                    value: value.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
 /// The effective settings, where each came from, and the warnings
 /// (ignored keys and variables) to show the operator.
 #[derive(Clone, Debug)]
