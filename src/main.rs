@@ -1,9 +1,11 @@
-//! The `woodpecker` command: benchmarks, the HTTP service and the
-//! configuration; tune and log admin as they arrive.
+//! The `woodpecker` command: benchmarks, the HTTP service, the
+//! configuration, and the admin commands (logs, fsck, inspect).
 
+mod admin;
 mod config;
 mod logging;
 mod serve;
+mod start;
 
 use clap::{Parser, Subcommand};
 use logging::LogFormat;
@@ -43,6 +45,15 @@ enum Command {
     /// Show the effective configuration, or check a file.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Manage logs and print their entries (directly against etcd and the
+    /// object store).
+    #[command(subcommand)]
+    Log(admin::log::LogCommand),
+    /// Check logs whole: every checksum, offsets dense, seals against the
+    /// objects, fence markers, orphaned objects. Exits non-zero on a problem.
+    Fsck(admin::FsckArgs),
+    /// Decode one object: a fragment (header and entries) or a fence marker.
+    Inspect(admin::InspectArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +70,13 @@ fn main() -> ExitCode {
             config::load(file, &args.flags()).and_then(|loaded| serve::run(&loaded))
         }
         Command::Config(command) => config::run(command, file),
+        Command::Log(command) => {
+            admin_client(file).and_then(|client| admin::log::run(&client, command))
+        }
+        Command::Fsck(args) => admin_client(file).and_then(|client| admin::fsck(&client, args)),
+        Command::Inspect(args) => {
+            admin_client(file).and_then(|client| admin::inspect(&client, args))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -67,4 +85,9 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The client admin commands run on: the configuration's store and etcd.
+fn admin_client(file: Option<&std::path::Path>) -> Result<woodpecker_shards::Client, String> {
+    config::load(file, &[]).and_then(|loaded| start::admin_client(&loaded.settings))
 }

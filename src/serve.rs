@@ -2,15 +2,9 @@
 //! SIGTERM or SIGINT (a graceful shutdown: requests in flight finish, the
 //! writers seal); a second signal exits at once.
 
-use std::sync::Arc;
 use std::time::Duration;
-use woodpecker_engine::meta::etcd::EtcdMeta;
-use woodpecker_engine::meta::memory::MemoryMeta;
-use woodpecker_engine::meta::MetaStore;
-use woodpecker_engine::store::StoreFactory;
 use woodpecker_net::server::{Server, ServerConfig};
-use woodpecker_shards::Client;
-use woodpecker_tuning::{Flag, Loaded, MetaKind};
+use woodpecker_tuning::{Flag, Loaded};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -86,18 +80,7 @@ pub fn run(loaded: &Loaded) -> Result<(), String> {
     // mask and the signals wait for `sigwait` below.
     let signals = block_signals();
     let settings = &loaded.settings;
-    settings.validate()?;
-    let meta: Arc<dyn MetaStore> = match settings.meta.kind {
-        MetaKind::Etcd => {
-            Arc::new(EtcdMeta::connect(&settings.meta.etcd).map_err(|e| format!("etcd: {e}"))?)
-        }
-        MetaKind::Memory => Arc::new(MemoryMeta::new()),
-    };
-    let store = settings
-        .store_config(None)
-        .and_then(|config| StoreFactory::new(config).map_err(|e| e.to_string()))
-        .map_err(|e| format!("store: {e}"))?;
-    let client = Client::start(settings.engine.clone(), store, meta).map_err(|e| e.to_string())?;
+    let client = crate::start::client(settings)?;
     let serve = &settings.serve;
     let server_config = ServerConfig {
         listen: serve

@@ -34,6 +34,11 @@ impl Layout {
         })
     }
 
+    /// The prefix every log's objects live under (`<prefix>/`).
+    pub fn root(&self) -> String {
+        format!("{}/", self.prefix)
+    }
+
     pub fn log_prefix(&self, log: LogId) -> String {
         format!("{}/{log:020}/", self.prefix)
     }

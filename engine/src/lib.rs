@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod format;
+pub mod fsck;
 #[doc(hidden)]
 pub mod fuzz_targets;
 pub mod hyper_io;

@@ -397,7 +397,7 @@ impl Client {
     }
 
     /// Runs `job` on the shard that owns `log` and returns its result.
-    async fn on_shard<T, F, Fut>(&self, log: u64, job: F) -> Result<T>
+    pub(crate) async fn on_shard<T, F, Fut>(&self, log: u64, job: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(ShardServices) -> Fut + Send + 'static,
@@ -407,7 +407,7 @@ impl Client {
         self.on_shard_index(shard, job).await
     }
 
-    async fn on_shard_index<T, F, Fut>(&self, shard: usize, job: F) -> Result<T>
+    pub(crate) async fn on_shard_index<T, F, Fut>(&self, shard: usize, job: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(ShardServices) -> Fut + Send + 'static,

@@ -5,6 +5,7 @@
 //! driving its own io_uring rings. The ingest rings, buffer pools and the
 //! flush/upload pipeline of the write path live here too as they arrive.
 
+mod admin;
 mod audit;
 pub mod buffer;
 pub mod client;
