@@ -54,6 +54,9 @@ enum Command {
     Fsck(admin::FsckArgs),
     /// Decode one object: a fragment (header and entries) or a fence marker.
     Inspect(admin::InspectArgs),
+    /// Probe the object store within a time budget and recommend settings
+    /// (written as a configuration file).
+    Tune(woodpecker_bench::tune::TuneArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +77,9 @@ fn main() -> ExitCode {
             admin_client(file).and_then(|client| admin::log::run(&client, command))
         }
         Command::Fsck(args) => admin_client(file).and_then(|client| admin::fsck(&client, args)),
+        Command::Tune(args) => {
+            config::load(file, &args.flags()).and_then(|loaded| tune(args, &loaded))
+        }
         Command::Inspect(args) => {
             admin_client(file).and_then(|client| admin::inspect(&client, args))
         }
@@ -90,4 +96,26 @@ fn main() -> ExitCode {
 /// The client admin commands run on: the configuration's store and etcd.
 fn admin_client(file: Option<&std::path::Path>) -> Result<woodpecker_shards::Client, String> {
     config::load(file, &[]).and_then(|loaded| start::admin_client(&loaded.settings))
+}
+
+/// Runs `tune`, prints its report, and fails on a store fencing cannot
+/// trust (after writing the file, so the measurements are not lost).
+fn tune(
+    args: woodpecker_bench::tune::TuneArgs,
+    loaded: &woodpecker_tuning::Loaded,
+) -> Result<(), String> {
+    let json = args.json;
+    let report = woodpecker_bench::tune::run(args, loaded).map_err(|e| e.to_string())?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("reports serialize")
+        );
+    } else {
+        woodpecker_bench::tune::print_report(&report);
+    }
+    match report.unsafe_store() {
+        Some(warning) => Err(warning),
+        None => Ok(()),
+    }
 }

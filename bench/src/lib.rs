@@ -7,6 +7,7 @@
 pub mod latency;
 pub mod raw;
 pub mod read;
+pub mod tune;
 pub mod write;
 
 use woodpecker_engine::store::StoreError;

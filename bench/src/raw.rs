@@ -180,7 +180,11 @@ pub(crate) fn tempdir() -> Result<PathBuf, BenchError> {
 
 /// Runs `op(i)` for i = 0, 1, ... with `inflight` in flight, until
 /// `objects` were started or `duration` passed; returns how many completed.
-async fn drive<F, Fut>(limits: &Limits, total: usize, op: F) -> Result<PhaseReport, BenchError>
+pub(crate) async fn drive<F, Fut>(
+    limits: &Limits,
+    total: usize,
+    op: F,
+) -> Result<PhaseReport, BenchError>
 where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = Result<u64, BenchError>>,
@@ -245,7 +249,7 @@ pub(crate) async fn put_phase(
     .await
 }
 
-async fn get_phase(
+pub(crate) async fn get_phase(
     store: &Rc<dyn ObjectStore>,
     prefix: &str,
     objects: usize,

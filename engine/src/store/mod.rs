@@ -97,7 +97,10 @@ pub trait ObjectStore {
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()>;
     /// [`ObjectStore::put_if_absent`] with the CRC32C of `data` already known
     /// (a fragment's is): a store that sends checksums uses it instead of
-    /// reading all of `data` once more.
+    /// reading all of `data` once more. A store whose server verifies
+    /// checksums refuses data that does not match `crc32c`
+    /// ([`StoreError::Invalid`]); `woodpecker tune` relies on that to find
+    /// out whether it does.
     async fn put_if_absent_with_crc32c(
         &self,
         key: &str,

@@ -352,7 +352,6 @@ impl S3Store {
         crc32c: Option<u32>,
     ) -> StoreResult<bool> {
         validate_key(key)?;
-        debug_assert!(crc32c.is_none_or(|crc| crc == crc32c::crc32c(&data)));
         let headers = self.upload_headers(&data, if_absent, crc32c);
         let build = || {
             let mut action = self.bucket.put_object(Some(&self.credentials), key);
