@@ -53,6 +53,19 @@ fn bench_write_metrics_agree_with_its_report() {
         "close seals"
     );
     assert_eq!(value("woodpecker_fences_total"), 0.0);
+    // Every acknowledged fragment's wait, and at least one conditional PUT
+    // per fragment, timed as requests.
+    assert_eq!(
+        value("woodpecker_fragment_ack_wait_seconds_count"),
+        value("woodpecker_fragments_uploaded_total")
+    );
+    assert!(
+        value("woodpecker_store_request_duration_seconds_count{op=\"put_if_absent\"}")
+            >= value("woodpecker_fragments_uploaded_total")
+    );
+    // The writers closed and gave their buffers back.
+    assert_eq!(value("woodpecker_buffers_in_use"), 0.0);
+    assert_eq!(value("woodpecker_truncations_total"), 0.0);
     for counter in ["woodpecker_appends_total", "woodpecker_acks_total"] {
         assert!(
             stderr.contains(&format!("# TYPE {counter} counter")),

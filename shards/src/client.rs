@@ -98,6 +98,8 @@ impl Client {
                     let opened = factory.open().map_err(Error::from);
                     let store = match opened {
                         Ok(store) => {
+                            let store =
+                                crate::metered::MeteredStore::wrap(store, shard_stats.clone());
                             let _ = ready_tx.send(Ok(()));
                             store
                         }
@@ -111,6 +113,11 @@ impl Client {
                         services_config.buffers_per_shard(),
                         services_config.fragment_bytes_max,
                     );
+                    shard_stats
+                        .pools
+                        .lock()
+                        .expect("pools lock")
+                        .push(pool.clone());
                     let services = ShardServices {
                         config: services_config,
                         store,
@@ -271,7 +278,9 @@ impl Client {
                 ));
             }
         }
-        Ok(self.inner.meta.truncate(log.id, offset).await?)
+        self.inner.meta.truncate(log.id, offset).await?;
+        self.inner.stats.truncations.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Where this client's writer of `log` (if any) is durable up to.

@@ -40,9 +40,9 @@ fn counters(s: &StatsSnapshot) -> [(&'static str, &'static str, f64); 10] {
             s.bytes_uploaded as f64,
         ),
         (
-            "woodpecker_upload_retries_total",
-            "Upload attempts that failed and were retried",
-            s.upload_retries as f64,
+            "woodpecker_truncations_total",
+            "Truncation points moved by this client",
+            s.truncations as f64,
         ),
         (
             "woodpecker_segment_rolls_total",
@@ -72,6 +72,23 @@ fn counters(s: &StatsSnapshot) -> [(&'static str, &'static str, f64); 10] {
     ]
 }
 
+const BUFFERS_IN_USE: (&str, &str) = (
+    "woodpecker_buffers_in_use",
+    "Pooled fragment buffers in use (open, closed or uploading fragments), all shards",
+);
+
+/// The histograms and labelled counters, which collect themselves.
+fn histograms(stats: &Stats) -> [&dyn Collector; 5] {
+    let h = &stats.histograms;
+    [
+        &h.upload_seconds,
+        &h.ack_seconds,
+        &h.store_seconds,
+        &h.store_errors,
+        &h.upload_retries,
+    ]
+}
+
 impl Metrics {
     pub(crate) fn new(stats: Arc<Stats>) -> Metrics {
         let mut descs: Vec<Desc> = counters(&StatsSnapshot::default())
@@ -86,7 +103,18 @@ impl Metrics {
                 .expect("valid metric name")
             })
             .collect();
-        descs.extend(stats.upload_seconds.0.desc().into_iter().cloned());
+        descs.push(
+            Desc::new(
+                BUFFERS_IN_USE.0.into(),
+                BUFFERS_IN_USE.1.into(),
+                Vec::new(),
+                Default::default(),
+            )
+            .expect("valid metric name"),
+        );
+        for collector in histograms(&stats) {
+            descs.extend(collector.desc().into_iter().cloned());
+        }
         Metrics { stats, descs }
     }
 
@@ -118,7 +146,13 @@ impl Collector for Metrics {
             counter.inc_by(value);
             families.extend(counter.collect());
         }
-        families.extend(self.stats.upload_seconds.0.collect());
+        let gauge = prometheus::IntGauge::new(BUFFERS_IN_USE.0, BUFFERS_IN_USE.1)
+            .expect("valid gauge options");
+        gauge.set(self.stats.snapshot().buffers_in_use as i64);
+        families.extend(gauge.collect());
+        for collector in histograms(&self.stats) {
+            families.extend(collector.collect());
+        }
         families
     }
 }

@@ -1,11 +1,12 @@
 //! Counters of one client's write path, updated by its shards with relaxed
-//! atomics (per fragment, segment or fence, never per append) and read as
-//! a snapshot; [`crate::metrics`] exports them to Prometheus.
+//! atomics (per fragment, segment, request or fence, never per append) and
+//! read as a snapshot; [`crate::metrics`] exports them to Prometheus.
 
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Counters of one client, summed over its shards.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Stats {
     pub(crate) fragments_uploaded: AtomicU64,
     pub(crate) bytes_uploaded: AtomicU64,
@@ -18,25 +19,77 @@ pub struct Stats {
     pub(crate) segment_rolls: AtomicU64,
     pub(crate) segment_seals: AtomicU64,
     pub(crate) fences: AtomicU64,
-    /// Upload latency in seconds, successful uploads.
-    pub(crate) upload_seconds: UploadSeconds,
+    pub(crate) truncations: AtomicU64,
+    /// Each shard's buffer pool (shared handles), read when scraped.
+    pub(crate) pools: std::sync::Mutex<Vec<crate::buffer::BufferPool>>,
+    pub(crate) histograms: Histograms,
 }
 
-/// The upload-duration histogram (seconds), with its buckets.
-#[derive(Debug)]
-pub(crate) struct UploadSeconds(pub(crate) prometheus::Histogram);
+/// Latency seconds from 1 ms to 60 s.
+const SECONDS_BUCKETS: [f64; 15] = [
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
+];
 
-impl Default for UploadSeconds {
+/// The histograms and labelled counters (Prometheus's own types, which
+/// are atomics inside).
+#[derive(Debug)]
+pub(crate) struct Histograms {
+    /// Successful uploads, start to durable, retries included.
+    pub(crate) upload_seconds: Histogram,
+    /// Each fragment's first entry to its acknowledgement: the longest
+    /// wait of the fragment's entries.
+    pub(crate) ack_seconds: Histogram,
+    /// Object-store requests by `op`.
+    pub(crate) store_seconds: HistogramVec,
+    /// Failed object-store requests by `op` and `kind`.
+    pub(crate) store_errors: IntCounterVec,
+    /// Upload attempts retried, by `cause`.
+    pub(crate) upload_retries: IntCounterVec,
+}
+
+impl Default for Histograms {
     fn default() -> Self {
-        let buckets = vec![
-            0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
-        ];
-        let opts = prometheus::HistogramOpts::new(
-            "woodpecker_upload_duration_seconds",
-            "Time from a fragment's upload start to durable, successful uploads (retries included)",
-        )
-        .buckets(buckets);
-        UploadSeconds(prometheus::Histogram::with_opts(opts).expect("valid histogram options"))
+        let histogram = |name: &str, help: &str| {
+            Histogram::with_opts(HistogramOpts::new(name, help).buckets(SECONDS_BUCKETS.to_vec()))
+                .expect("valid histogram options")
+        };
+        Histograms {
+            upload_seconds: histogram(
+                "woodpecker_upload_duration_seconds",
+                "Time from a fragment's upload start to durable, successful uploads (retries \
+                 included)",
+            ),
+            ack_seconds: histogram(
+                "woodpecker_fragment_ack_wait_seconds",
+                "Time from a fragment's first entry to its acknowledgement (the longest wait of \
+                 its entries)",
+            ),
+            store_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "woodpecker_store_request_duration_seconds",
+                    "Object-store requests by operation, each attempt as the engine sees it",
+                )
+                .buckets(SECONDS_BUCKETS.to_vec()),
+                &["op"],
+            )
+            .expect("valid histogram options"),
+            store_errors: IntCounterVec::new(
+                Opts::new(
+                    "woodpecker_store_errors_total",
+                    "Object-store requests that failed, by operation and kind",
+                ),
+                &["op", "kind"],
+            )
+            .expect("valid counter options"),
+            upload_retries: IntCounterVec::new(
+                Opts::new(
+                    "woodpecker_upload_retries_total",
+                    "Fragment upload attempts that failed and were retried, by cause",
+                ),
+                &["cause"],
+            )
+            .expect("valid counter options"),
+        }
     }
 }
 
@@ -67,6 +120,11 @@ pub struct StatsSnapshot {
     pub segment_seals: u64,
     /// Writers that found themselves fenced by a newer one.
     pub fences: u64,
+    /// Truncation points this client moved.
+    pub truncations: u64,
+    /// Pooled fragment buffers in use now (open, closed or uploading
+    /// fragments), all shards.
+    pub buffers_in_use: u64,
 }
 
 impl Stats {
@@ -83,6 +141,14 @@ impl Stats {
             segment_rolls: self.segment_rolls.load(Ordering::Relaxed),
             segment_seals: self.segment_seals.load(Ordering::Relaxed),
             fences: self.fences.load(Ordering::Relaxed),
+            truncations: self.truncations.load(Ordering::Relaxed),
+            buffers_in_use: self
+                .pools
+                .lock()
+                .expect("pools lock")
+                .iter()
+                .map(|pool| (pool.capacity() - pool.available()) as u64)
+                .sum(),
         }
     }
 }

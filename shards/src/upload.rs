@@ -133,6 +133,11 @@ pub(crate) async fn upload_fragment(
             return Err(gave_up(key, started, attempt, ambiguous, &err.into()));
         }
         stats.upload_retries.fetch_add(1, Ordering::Relaxed);
+        stats
+            .histograms
+            .upload_retries
+            .with_label_values(&[crate::metered::retry_cause(&err)])
+            .inc();
         glommio::timer::sleep(retry_at.saturating_duration_since(Instant::now())).await;
         attempt += 1;
     }

@@ -36,6 +36,28 @@ fn errors_and_lost_replies_are_retried_and_nothing_is_lost() {
     let writer = Arc::try_unwrap(writer).ok().unwrap();
     within(30, writer.close()).unwrap();
     assert_log_holds(&clean, "flaky", 0, &acked);
+
+    // Each retry is counted by its cause, each failed request by its kind.
+    let retries = client.stats().upload_retries as f64;
+    assert!(retries > 0.0);
+    let metrics = client.metrics().render();
+    let sample = |series: &str| {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+    };
+    assert_eq!(
+        sample("woodpecker_upload_retries_total{cause=\"transport\"}"),
+        retries
+    );
+    assert!(
+        sample("woodpecker_store_errors_total{kind=\"unavailable\",op=\"put_if_absent\"}")
+            >= retries
+    );
+    assert!(
+        sample("woodpecker_store_request_duration_seconds_count{op=\"put_if_absent\"}") > retries
+    );
 }
 
 #[test]

@@ -118,6 +118,8 @@ struct Pending {
     fragment_index: u64,
     /// CRC32C of the whole fragment, sent along as the object checksum.
     crc32c: u32,
+    /// When its first entry arrived (for the ack-wait histogram).
+    opened_at: Instant,
     outcome: Option<Result<Bytes>>,
 }
 
@@ -395,6 +397,7 @@ impl LogDriver {
             acks: open.acks,
             fragment_index: meta.fragment_index,
             crc32c,
+            opened_at: open.opened_at,
             outcome: None,
         };
         self.next_seq += 1;

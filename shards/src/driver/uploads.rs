@@ -93,7 +93,7 @@ impl LogDriver {
                     let micros = took.as_micros() as u64;
                     stats.upload_micros.fetch_add(micros, Ordering::Relaxed);
                     stats.upload_micros_max.fetch_max(micros, Ordering::Relaxed);
-                    stats.upload_seconds.0.observe(took.as_secs_f64());
+                    stats.histograms.upload_seconds.observe(took.as_secs_f64());
                 }
                 completions.push(seq, outcome.map(|()| data));
             })
@@ -153,7 +153,12 @@ impl LogDriver {
             });
             drop(data);
             let acked = pending.end_offset - self.durable.durable.load(Ordering::Acquire);
-            self.services.stats.acks.fetch_add(acked, Ordering::Relaxed);
+            let stats = &self.services.stats;
+            stats.acks.fetch_add(acked, Ordering::Relaxed);
+            stats
+                .histograms
+                .ack_seconds
+                .observe(pending.opened_at.elapsed().as_secs_f64());
             self.durable.advance(pending.end_offset);
             let mut acks = pending.acks;
             for ack in acks.drain(..) {
