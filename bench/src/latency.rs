@@ -23,6 +23,7 @@ pub fn record_n(histogram: &mut Histogram<u64>, elapsed: Duration, count: u64) {
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct LatencyMs {
+    pub mean: f64,
     pub p50: f64,
     pub p90: f64,
     pub p99: f64,
@@ -34,6 +35,7 @@ impl LatencyMs {
     pub fn from_histogram(histogram: &Histogram<u64>) -> LatencyMs {
         let ms = |micros: u64| micros as f64 / 1000.0;
         LatencyMs {
+            mean: histogram.mean() / 1000.0,
             p50: ms(histogram.value_at_quantile(0.50)),
             p90: ms(histogram.value_at_quantile(0.90)),
             p99: ms(histogram.value_at_quantile(0.99)),

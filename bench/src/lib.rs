@@ -5,6 +5,7 @@
 //! store in that run, because the machines it runs on are shared and noisy.
 
 pub mod latency;
+pub mod profile;
 pub mod raw;
 pub mod read;
 pub mod tune;

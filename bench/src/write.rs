@@ -124,6 +124,10 @@ pub struct WriteArgs {
     /// end, after the writers closed.
     #[arg(long)]
     pub metrics: bool,
+    /// Split every append's ack latency into the write path's stages
+    /// (engine.profile_stages) and print the breakdown next to the total.
+    #[arg(long)]
+    pub profile: bool,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     pub json: bool,
@@ -183,6 +187,8 @@ pub struct WriteReport {
     /// The same for the raw PUTs (mean of the phases).
     pub raw_put_cpu_s_per_gb: Option<f64>,
     pub ratio_to_raw: Option<f64>,
+    /// With --profile: each stage's share of the ack latency.
+    pub profile: Option<woodpecker_shards::StageProfile>,
 }
 
 impl WriteArgs {
@@ -270,6 +276,9 @@ impl WriteArgs {
         }
         if loaded.is_default("engine.stall_detection") {
             config.stall_detection = true;
+        }
+        if self.profile {
+            config.profile_stages = true;
         }
         if let Some(mb) = self.keep_mb {
             // Segments small enough to be deleted during the run, at once.
@@ -390,6 +399,7 @@ pub fn run(mut args: WriteArgs, loaded: &Loaded) -> Result<WriteReport, BenchErr
     if args.metrics {
         eprint!("{}", client.metrics().render());
     }
+    let profile = args.profile.then(|| client.stage_profile());
     for i in 0..args.logs {
         let _ = block_on(client.delete_log(&log_name(i)));
     }
@@ -450,6 +460,7 @@ pub fn run(mut args: WriteArgs, loaded: &Loaded) -> Result<WriteReport, BenchErr
         cpu_s_per_gb: cpu_seconds / (payload_bytes / 1e9).max(1e-9),
         raw_put_cpu_s_per_gb,
         ratio_to_raw: raw_put_mb_s.map(|r| throughput_mb_s / r),
+        profile,
     })
 }
 
@@ -845,6 +856,9 @@ pub fn print_summary(report: &WriteReport) {
             p99,
             ratio
         );
+    }
+    if let Some(profile) = &report.profile {
+        crate::profile::print(profile, &report.ack_latency_ms);
     }
     println!(
         "  client CPU s/GB: engine {:.2}, raw PUT {}",

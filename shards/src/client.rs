@@ -162,6 +162,12 @@ impl Client {
     }
 
     /// Upload counters since the client started.
+    /// Each stage's share of append latency so far (empty histograms
+    /// unless `Config::profile_stages`).
+    pub fn stage_profile(&self) -> crate::StageProfile {
+        self.inner.stats.profiler.snapshot()
+    }
+
     pub fn stats(&self) -> StatsSnapshot {
         self.inner.stats.snapshot()
     }
@@ -216,6 +222,7 @@ impl Client {
             epoch: opened.epoch,
             durable: opened.durable,
             entry_bytes_max,
+            profile: self.inner.config.profile_stages,
         })
     }
 
@@ -621,6 +628,8 @@ pub struct LogWriter {
     epoch: u64,
     durable: Arc<TailSignal>,
     entry_bytes_max: usize,
+    /// Stamp each request with its queueing instant (`profile_stages`).
+    profile: bool,
 }
 
 impl LogWriter {
@@ -683,7 +692,14 @@ impl LogWriter {
     /// are consecutive.
     pub fn append_batch_with(&self, entries: Vec<(Bytes, Properties)>) -> Ack<Range<u64>> {
         let (ack, rx) = oneshot::async_channel();
-        self.submit(Request::Batch { entries, ack }, rx)
+        self.submit(
+            Request::Batch {
+                entries,
+                ack,
+                queued_at: None,
+            },
+            rx,
+        )
     }
 
     /// [`Self::append_batch_with`] without waiting for room.
@@ -692,7 +708,14 @@ impl LogWriter {
         entries: Vec<(Bytes, Properties)>,
     ) -> Result<Ack<Range<u64>>> {
         let (ack, rx) = oneshot::async_channel();
-        self.try_submit(Request::Batch { entries, ack }, rx)
+        self.try_submit(
+            Request::Batch {
+                entries,
+                ack,
+                queued_at: None,
+            },
+            rx,
+        )
     }
 
     /// Blocking [`Self::append`].
@@ -715,9 +738,12 @@ impl LogWriter {
     /// ring's line now: either way its place follows call order.
     fn submit<T: Send + 'static>(
         &self,
-        request: Request,
+        mut request: Request,
         rx: oneshot::AsyncReceiver<Result<T>>,
     ) -> Ack<T> {
+        if self.profile {
+            request.stamp();
+        }
         match self.ring.push_or_join(request) {
             Ok(None) => Ack::queued(rx),
             Ok(Some(admission)) => Ack {
@@ -734,9 +760,12 @@ impl LogWriter {
 
     fn try_submit<T>(
         &self,
-        request: Request,
+        mut request: Request,
         rx: oneshot::AsyncReceiver<Result<T>>,
     ) -> Result<Ack<T>> {
+        if self.profile {
+            request.stamp();
+        }
         match self.ring.try_push(request) {
             Ok(()) => Ok(Ack::queued(rx)),
             Err(PushError::Full(_)) => Err(Error::new(
@@ -753,6 +782,7 @@ fn append_request(payload: Bytes, props: Properties, ack: oneshot::Sender<Result
         payload,
         props,
         ack,
+        queued_at: None,
     }
 }
 
@@ -761,7 +791,11 @@ fn batch_request(entries: Vec<Bytes>, ack: oneshot::Sender<Result<Range<u64>>>) 
         .into_iter()
         .map(|p| (p, Properties::new()))
         .collect();
-    Request::Batch { entries, ack }
+    Request::Batch {
+        entries,
+        ack,
+        queued_at: None,
+    }
 }
 
 /// The acknowledgement of an append: a future that resolves to the entry's

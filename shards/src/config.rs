@@ -104,6 +104,11 @@ pub struct Config {
     /// prints them on stderr; an embedding application sees them through
     /// its logger). Default: on in debug builds.
     pub stall_detection: bool,
+    /// Split every append's latency into the write path's stages (ring,
+    /// fill, slot, upload, order; [`crate::profile`]), read with
+    /// `Client::stage_profile`. Costs two clock reads per append and a
+    /// lock per fragment. Default false.
+    pub profile_stages: bool,
 }
 
 impl Default for Config {
@@ -134,6 +139,7 @@ impl Default for Config {
             retention_ms: 600_000,
             audit_interval_ms: 30_000,
             stall_detection: cfg!(debug_assertions),
+            profile_stages: false,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod config;
 mod driver;
 mod metered;
 pub mod metrics;
+pub mod profile;
 pub mod reader;
 pub mod ring;
 mod share;
@@ -23,6 +24,7 @@ pub use client::{block_on, Ack, Client, LogStatus, LogWriter};
 pub use config::{Config, FlushPolicy};
 pub use driver::Properties;
 pub use metrics::Metrics;
+pub use profile::StageProfile;
 pub use reader::{LogReader, ReadEntry, StartAt};
 pub use stats::StatsSnapshot;
 

@@ -23,6 +23,7 @@ pub struct Stats {
     /// Each shard's buffer pool (shared handles), read when scraped.
     pub(crate) pools: std::sync::Mutex<Vec<crate::buffer::BufferPool>>,
     pub(crate) histograms: Histograms,
+    pub(crate) profiler: crate::profile::Profiler,
 }
 
 /// Latency seconds from 1 ms to 60 s.

@@ -91,3 +91,49 @@ fn adaptive_fragments_fill_under_a_saturating_load() {
     within(10, writer.close()).unwrap();
     assert_log_holds(&clean, "busy", 0, &acked);
 }
+
+/// With `profile_stages`, every append's latency splits into its stages:
+/// a lone append's time is the 50 ms upload, the stages' means add up to
+/// about what the caller waited, and without the setting nothing is kept.
+#[test]
+fn the_stage_profile_puts_a_lone_appends_time_in_the_upload() {
+    let config = Config {
+        profile_stages: true,
+        ..config(FlushPolicy::Adaptive)
+    };
+    let (client, _clean) = fault_clients(config, slow_uploads(), None);
+    within(30, client.create_log("profiled")).unwrap();
+    let writer = within(10, client.open_writer("profiled")).unwrap();
+    let mut waited = Duration::ZERO;
+    for seq in 0..5 {
+        let started = Instant::now();
+        within(10, writer.append(entry(seq))).unwrap();
+        waited += started.elapsed();
+    }
+    within(10, writer.close()).unwrap();
+    let profile = client.stage_profile();
+    let names: Vec<_> = profile.stages.iter().map(|s| s.stage).collect();
+    assert_eq!(names, ["ring", "fill", "slot", "upload", "order"]);
+    for stage in &profile.stages {
+        assert_eq!(stage.entries, 5, "{stage:?}");
+    }
+    let upload = &profile.stages[3];
+    assert!(upload.p50_ms >= 50.0 && upload.p50_ms < 200.0, "{upload:?}");
+    let mean_waited_ms = waited.as_secs_f64() * 1e3 / 5.0;
+    let total = profile.mean_total_ms();
+    assert!(
+        total <= mean_waited_ms + 0.5 && total >= 0.9 * mean_waited_ms,
+        "stages {total:.2} ms of {mean_waited_ms:.2} ms waited: {profile:?}"
+    );
+
+    let (quiet, _) = fault_clients(config_without_profile(), slow_uploads(), None);
+    within(30, quiet.create_log("quiet")).unwrap();
+    let writer = within(10, quiet.open_writer("quiet")).unwrap();
+    within(10, writer.append(entry(0))).unwrap();
+    within(10, writer.close()).unwrap();
+    assert!(quiet.stage_profile().stages.iter().all(|s| s.entries == 0));
+}
+
+fn config_without_profile() -> Config {
+    config(FlushPolicy::Adaptive)
+}

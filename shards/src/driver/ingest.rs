@@ -42,18 +42,27 @@ impl LogDriver {
                 payload,
                 props,
                 ack,
+                queued_at,
             } => {
                 if !self.ensure_open() {
                     return Progress::NeedBuffer(Some(Request::Append {
                         payload,
                         props,
                         ack,
+                        queued_at,
                     }));
                 }
                 match self.push_entry(&payload, &props).await {
                     Ok(Some(offset)) => {
                         let open = self.open.as_mut().expect("entry just pushed");
                         open.acks.push(Ack::One(ack, offset));
+                        if let Some(queued) = queued_at {
+                            open.stamps.push(crate::profile::Stamp {
+                                queued,
+                                written: Instant::now(),
+                                entries: 1,
+                            });
+                        }
                         self.close_if_entries_full().await;
                     }
                     Ok(None) => {
@@ -61,6 +70,7 @@ impl LogDriver {
                             payload,
                             props,
                             ack,
+                            queued_at,
                         }))
                     }
                     Err(err) => {
@@ -69,7 +79,11 @@ impl LogDriver {
                 }
                 Progress::Done
             }
-            Request::Batch { entries, ack } => {
+            Request::Batch {
+                entries,
+                ack,
+                queued_at,
+            } => {
                 if let Some(err) = self.check_batch(&entries) {
                     let _ = ack.send(Err(err));
                     return Progress::Done;
@@ -79,6 +93,7 @@ impl LogDriver {
                     next: 0,
                     first_offset: None,
                     ack,
+                    queued_at,
                 });
                 self.continue_batch().await
             }
@@ -110,6 +125,13 @@ impl LogDriver {
                 let ack = Ack::Batch(batch.ack, first..self.next_offset);
                 let open = self.open.as_mut().expect("holds the batch's last entry");
                 open.acks.push(ack);
+                if let Some(queued) = batch.queued_at {
+                    open.stamps.push(crate::profile::Stamp {
+                        queued,
+                        written: Instant::now(),
+                        entries: batch.entries.len() as u64,
+                    });
+                }
                 self.close_if_entries_full().await;
                 return Progress::Done;
             }
@@ -159,6 +181,7 @@ impl LogDriver {
             encoder: FragmentEncoder::new(buf, index, meta),
             acks: self.spare_acks.pop().unwrap_or_default(),
             opened_at: Instant::now(),
+            stamps: Vec::new(),
         });
         true
     }

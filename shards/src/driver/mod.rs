@@ -61,14 +61,29 @@ pub(crate) enum Request {
         payload: Bytes,
         props: Properties,
         ack: oneshot::Sender<Result<u64>>,
+        /// When it was queued, with `profile_stages`.
+        queued_at: Option<Instant>,
     },
     Batch {
         entries: Vec<(Bytes, Properties)>,
         ack: oneshot::Sender<Result<Range<u64>>>,
+        queued_at: Option<Instant>,
     },
     Close {
         ack: oneshot::Sender<Result<()>>,
     },
+}
+
+impl Request {
+    /// Notes the instant it is queued (for `profile_stages`).
+    pub(crate) fn stamp(&mut self) {
+        match self {
+            Request::Append { queued_at, .. } | Request::Batch { queued_at, .. } => {
+                *queued_at = Some(Instant::now());
+            }
+            Request::Close { .. } => {}
+        }
+    }
 }
 
 /// Who to tell when an entry (or the last entry of a batch) is durable.
@@ -96,12 +111,23 @@ struct BatchInProgress {
     next: usize,
     first_offset: Option<u64>,
     ack: oneshot::Sender<Result<Range<u64>>>,
+    queued_at: Option<Instant>,
 }
 
 struct OpenFragment {
     encoder: FragmentEncoder<AlignedBuf>,
     acks: Vec<Ack>,
     opened_at: Instant,
+    /// With `profile_stages`: each append's instants.
+    stamps: Vec<crate::profile::Stamp>,
+}
+
+/// A closed fragment's instants, with `profile_stages`.
+struct FragmentProfile {
+    stamps: Vec<crate::profile::Stamp>,
+    closed: Instant,
+    started: Option<Instant>,
+    durable: Option<Instant>,
 }
 
 /// A closed fragment, uploading or waiting for an upload slot.
@@ -120,6 +146,7 @@ struct Pending {
     crc32c: u32,
     /// When its first entry arrived (for the ack-wait histogram).
     opened_at: Instant,
+    profile: Option<Box<FragmentProfile>>,
     outcome: Option<Result<Bytes>>,
 }
 
@@ -398,6 +425,14 @@ impl LogDriver {
             fragment_index: meta.fragment_index,
             crc32c,
             opened_at: open.opened_at,
+            profile: (!open.stamps.is_empty()).then(|| {
+                Box::new(FragmentProfile {
+                    stamps: open.stamps,
+                    closed: Instant::now(),
+                    started: None,
+                    durable: None,
+                })
+            }),
             outcome: None,
         };
         self.next_seq += 1;

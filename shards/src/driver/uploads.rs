@@ -74,6 +74,9 @@ impl LogDriver {
                 continue;
             };
             self.uploads_in_flight += 1;
+            if let Some(profile) = pending.profile.as_mut() {
+                profile.started = Some(Instant::now());
+            }
             let store = self.services.store.clone();
             let config = self.services.config.clone();
             let completions = self.completions.clone();
@@ -114,6 +117,9 @@ impl LogDriver {
             self.uploads_in_flight -= 1;
             if let Some(pending) = self.pipeline.iter_mut().find(|p| p.seq == seq) {
                 pending.outcome = Some(outcome);
+                if let Some(profile) = pending.profile.as_mut() {
+                    profile.durable = Some(Instant::now());
+                }
             }
         }
         // Refill the freed upload slots before acknowledging (thousands of
@@ -159,6 +165,16 @@ impl LogDriver {
                 .histograms
                 .ack_seconds
                 .observe(pending.opened_at.elapsed().as_secs_f64());
+            if let Some(profile) = pending.profile.as_deref() {
+                let acked = Instant::now();
+                let times = crate::profile::FragmentTimes {
+                    closed: profile.closed,
+                    started: profile.started.unwrap_or(acked),
+                    durable: profile.durable.unwrap_or(acked),
+                    acked,
+                };
+                stats.profiler.record(&profile.stamps, times);
+            }
             self.durable.advance(pending.end_offset);
             let mut acks = pending.acks;
             for ack in acks.drain(..) {
