@@ -4,8 +4,10 @@
 //! ratios are taken within one run, against a baseline measured on the same
 //! store in that run, because the machines it runs on are shared and noisy.
 
+pub mod compare;
 pub mod latency;
 pub mod profile;
+mod progress;
 pub mod raw;
 pub mod read;
 pub mod tune;
@@ -32,6 +34,8 @@ pub enum BenchCommand {
     Write(write::WriteArgs),
     /// Catch-up read throughput against raw GETs, and tail latency.
     Read(read::ReadArgs),
+    /// The differences between two runs' JSON reports.
+    Compare(compare::CompareArgs),
 }
 
 /// Which object store a benchmark runs on; the rest of the store's
@@ -65,6 +69,7 @@ impl BenchCommand {
             BenchCommand::Raw(args) => args.target.flags(),
             BenchCommand::Write(args) => args.flags(),
             BenchCommand::Read(args) => args.target.flags(),
+            BenchCommand::Compare(_) => Vec::new(),
         }
     }
 }
@@ -84,6 +89,7 @@ pub fn run(command: BenchCommand, loaded: &Loaded) -> Result<(), BenchError> {
             let json = args.json;
             emit(json, &read::run(args, loaded)?, read::print_summary);
         }
+        BenchCommand::Compare(args) => print!("{}", compare::run(&args)?),
     }
     Ok(())
 }

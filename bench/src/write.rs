@@ -345,7 +345,18 @@ pub fn run(mut args: WriteArgs, loaded: &Loaded) -> Result<WriteReport, BenchErr
         .keep_mb
         .map(|mb| Truncator::start(client.clone(), writers.clone(), mb, args.entry_bytes));
     let mut raw_object_bytes = args.fragment_bytes;
-    for _ in 0..rounds {
+    let raw_total = if raw_applies {
+        raw_duration * rounds as u32
+    } else {
+        Duration::ZERO
+    };
+    let progress = crate::progress::Progress::start(
+        "bench write",
+        Duration::from_secs(args.duration_s) + raw_total,
+        args.json,
+    );
+    for round in 1..=rounds {
+        progress.phase(format!("engine round {round}/{rounds}"));
         let started = Instant::now();
         let cpu_started = crate::process_cpu_seconds();
         let deadline = started + round_duration;
@@ -375,6 +386,7 @@ pub fn run(mut args: WriteArgs, loaded: &Loaded) -> Result<WriteReport, BenchErr
             break;
         }
         if raw_applies {
+            progress.phase(format!("raw PUTs {round}/{rounds}"));
             let stats = client.stats();
             if let Some(average) = stats.bytes_uploaded.checked_div(stats.fragments_uploaded) {
                 raw_object_bytes = (average as usize).max(1);
@@ -387,6 +399,7 @@ pub fn run(mut args: WriteArgs, loaded: &Loaded) -> Result<WriteReport, BenchErr
             )?);
         }
     }
+    progress.finish();
     if let Some(truncator) = truncator {
         truncator.stop()?;
     }

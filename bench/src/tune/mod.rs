@@ -113,6 +113,9 @@ pub fn run(args: TuneArgs, loaded: &Loaded) -> Result<TuneReport, BenchError> {
         loaded.settings.store.kind != StoreKind::S3 || loaded.settings.store.s3.send_checksum;
     let core = woodpecker_shards::available_cores().first().copied();
     let (sizes, inflight) = (args.sizes.clone(), args.inflight.clone());
+    let progress =
+        crate::progress::Progress::start("tune", Duration::from_secs(args.budget_s), args.json);
+    progress.phase("probing, then PUT and GET at each size and concurrency".into());
     let shard = woodpecker_shards::spawn_shard("tune", core, false, move || async move {
         let store = factory.open()?;
         let prefix = format!("woodpecker-tune/{:016x}", fastrand_u64());
@@ -124,6 +127,7 @@ pub fn run(args: TuneArgs, loaded: &Loaded) -> Result<TuneReport, BenchError> {
     let measured = shard
         .join()
         .map_err(|e| BenchError::Failed(e.to_string()))?;
+    progress.finish();
     if let Some(dir) = temp_dir {
         let _ = std::fs::remove_dir_all(dir);
     }
