@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite and the local servers need, each only if
-# missing: etcd (Debian package), MinIO (built from its Go
-# module, pinned), and the rustfmt/clippy components.
+# missing: etcd and chromium (Debian packages; chromium renders the
+# bench HTML report in a test), MinIO (built from its Go module, pinned),
+# and the rustfmt/clippy components.
 set -euo pipefail
 
 MINIO_MODULE="github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c"
@@ -11,6 +12,8 @@ need_apt=()
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v script >/dev/null 2>&1 || need_apt+=(bsdutils)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -10,6 +10,7 @@ pub mod profile;
 mod progress;
 pub mod raw;
 pub mod read;
+pub mod report;
 pub mod tune;
 pub mod write;
 
@@ -31,7 +32,7 @@ pub enum BenchCommand {
     /// Raw PUT and GET throughput of the object store (the baseline).
     Raw(raw::RawArgs),
     /// Engine write throughput and ack latency, with the raw PUT baseline.
-    Write(write::WriteArgs),
+    Write(Box<write::WriteArgs>),
     /// Catch-up read throughput against raw GETs, and tail latency.
     Read(read::ReadArgs),
     /// The differences between two runs' JSON reports.
@@ -83,7 +84,7 @@ pub fn run(command: BenchCommand, loaded: &Loaded) -> Result<(), BenchError> {
         }
         BenchCommand::Write(args) => {
             let json = args.json;
-            emit(json, &write::run(args, loaded)?, write::print_summary);
+            emit(json, &write::run(*args, loaded)?, write::print_summary);
         }
         BenchCommand::Read(args) => {
             let json = args.json;

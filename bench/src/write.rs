@@ -128,6 +128,11 @@ pub struct WriteArgs {
     /// (engine.profile_stages) and print the breakdown next to the total.
     #[arg(long)]
     pub profile: bool,
+    /// Write a self-contained HTML report (ack-latency CDF against the
+    /// raw PUTs, throughput over the run, the stages, the settings) to
+    /// FILE; implies --profile.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<std::path::PathBuf>,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     pub json: bool,
@@ -277,7 +282,7 @@ impl WriteArgs {
         if loaded.is_default("engine.stall_detection") {
             config.stall_detection = true;
         }
-        if self.profile {
+        if self.profile || self.report.is_some() {
             config.profile_stages = true;
         }
         if let Some(mb) = self.keep_mb {
@@ -355,6 +360,10 @@ pub fn run(mut args: WriteArgs, loaded: &Loaded) -> Result<WriteReport, BenchErr
         Duration::from_secs(args.duration_s) + raw_total,
         args.json,
     );
+    let sampler = args
+        .report
+        .is_some()
+        .then(|| crate::report::Sampler::start(client.clone(), args.entry_bytes));
     for round in 1..=rounds {
         progress.phase(format!("engine round {round}/{rounds}"));
         let started = Instant::now();
@@ -400,6 +409,7 @@ pub fn run(mut args: WriteArgs, loaded: &Loaded) -> Result<WriteReport, BenchErr
         }
     }
     progress.finish();
+    let throughput_samples = sampler.map(|s| s.stop()).unwrap_or_default();
     if let Some(truncator) = truncator {
         truncator.stop()?;
     }
@@ -412,7 +422,7 @@ pub fn run(mut args: WriteArgs, loaded: &Loaded) -> Result<WriteReport, BenchErr
     if args.metrics {
         eprint!("{}", client.metrics().render());
     }
-    let profile = args.profile.then(|| client.stage_profile());
+    let profile = (args.profile || args.report.is_some()).then(|| client.stage_profile());
     for i in 0..args.logs {
         let _ = block_on(client.delete_log(&log_name(i)));
     }
@@ -435,7 +445,8 @@ pub fn run(mut args: WriteArgs, loaded: &Loaded) -> Result<WriteReport, BenchErr
     let raw_put_cpu: Vec<f64> = raw_phases.iter().map(|(_, cpu)| *cpu).collect();
     let raw_put_mb_s = crate::mean(&raw_put_mb_s_phases);
     let raw_put_cpu_s_per_gb = crate::mean(&raw_put_cpu);
-    Ok(WriteReport {
+    let raw_histogram = merged_histogram(raw_phases.iter().map(|(r, _)| &r.histogram));
+    let report = WriteReport {
         store: store.to_string(),
         logs: args.logs,
         entry_bytes: args.entry_bytes,
@@ -469,12 +480,22 @@ pub fn run(mut args: WriteArgs, loaded: &Loaded) -> Result<WriteReport, BenchErr
         raw_inflight: raw_applies.then_some(raw_inflight),
         raw_put_mb_s,
         raw_put_mb_s_phases,
-        raw_put_latency_ms: merged_latency(raw_phases.iter().map(|(r, _)| &r.histogram)),
+        raw_put_latency_ms: raw_histogram.as_ref().map(LatencyMs::from_histogram),
         cpu_s_per_gb: cpu_seconds / (payload_bytes / 1e9).max(1e-9),
         raw_put_cpu_s_per_gb,
         ratio_to_raw: raw_put_mb_s.map(|r| throughput_mb_s / r),
         profile,
-    })
+    };
+    if let Some(path) = &args.report {
+        let data = crate::report::ReportData {
+            engine_latency: &histogram,
+            raw_latency: raw_histogram.as_ref(),
+            throughput: &throughput_samples,
+        };
+        crate::report::write(path, &report, &data)
+            .map_err(|e| BenchError::Failed(format!("writing {}: {e}", path.display())))?;
+    }
+    Ok(report)
 }
 
 /// The --keep-mb consumer: truncates every log to about `keep_mb` below
@@ -760,7 +781,9 @@ async fn append_loop(
 }
 
 /// The latency summary of every phase's PUTs together.
-fn merged_latency<'h>(phases: impl Iterator<Item = &'h Histogram<u64>>) -> Option<LatencyMs> {
+fn merged_histogram<'h>(
+    phases: impl Iterator<Item = &'h Histogram<u64>>,
+) -> Option<Histogram<u64>> {
     let mut merged: Option<Histogram<u64>> = None;
     for phase in phases {
         match merged.as_mut() {
@@ -768,7 +791,7 @@ fn merged_latency<'h>(phases: impl Iterator<Item = &'h Histogram<u64>>) -> Optio
             None => merged = Some(phase.clone()),
         }
     }
-    merged.map(|all| LatencyMs::from_histogram(&all))
+    merged
 }
 
 /// [`raw_puts`] and the client CPU seconds it took per GB put.
