@@ -216,6 +216,10 @@ impl Client {
         tails.retain(|_, signal| signal.strong_count() > 0);
         tails.insert(opened.log.id, Arc::downgrade(&opened.durable));
         drop(tails);
+        let mut rings = self.inner.stats.rings.lock().expect("rings lock");
+        rings.retain(|ring| ring.strong_count() > 0);
+        rings.push(Arc::downgrade(&opened.ring));
+        drop(rings);
         Ok(LogWriter {
             ring: opened.ring,
             log: opened.log,

@@ -72,6 +72,11 @@ fn counters(s: &StatsSnapshot) -> [(&'static str, &'static str, f64); 10] {
     ]
 }
 
+const RING_REQUESTS: (&str, &str) = (
+    "woodpecker_ingest_ring_requests",
+    "Requests waiting in the open writers' ingest rings",
+);
+
 const BUFFERS_IN_USE: (&str, &str) = (
     "woodpecker_buffers_in_use",
     "Pooled fragment buffers in use (open, closed or uploading fragments), all shards",
@@ -103,15 +108,12 @@ impl Metrics {
                 .expect("valid metric name")
             })
             .collect();
-        descs.push(
-            Desc::new(
-                BUFFERS_IN_USE.0.into(),
-                BUFFERS_IN_USE.1.into(),
-                Vec::new(),
-                Default::default(),
-            )
-            .expect("valid metric name"),
-        );
+        for (name, help) in [BUFFERS_IN_USE, RING_REQUESTS] {
+            descs.push(
+                Desc::new(name.into(), help.into(), Vec::new(), Default::default())
+                    .expect("valid metric name"),
+            );
+        }
         for collector in histograms(&stats) {
             descs.extend(collector.desc().into_iter().cloned());
         }
@@ -146,10 +148,15 @@ impl Collector for Metrics {
             counter.inc_by(value);
             families.extend(counter.collect());
         }
-        let gauge = prometheus::IntGauge::new(BUFFERS_IN_USE.0, BUFFERS_IN_USE.1)
-            .expect("valid gauge options");
-        gauge.set(self.stats.snapshot().buffers_in_use as i64);
-        families.extend(gauge.collect());
+        let snapshot = self.stats.snapshot();
+        for ((name, help), value) in [
+            (BUFFERS_IN_USE, snapshot.buffers_in_use),
+            (RING_REQUESTS, snapshot.ring_requests),
+        ] {
+            let gauge = prometheus::IntGauge::new(name, help).expect("valid gauge options");
+            gauge.set(value as i64);
+            families.extend(gauge.collect());
+        }
         for collector in histograms(&self.stats) {
             families.extend(collector.collect());
         }

@@ -22,6 +22,9 @@ pub struct Stats {
     pub(crate) truncations: AtomicU64,
     /// Each shard's buffer pool (shared handles), read when scraped.
     pub(crate) pools: std::sync::Mutex<Vec<crate::buffer::BufferPool>>,
+    /// Each open writer's ingest ring, read when scraped.
+    pub(crate) rings:
+        std::sync::Mutex<Vec<std::sync::Weak<crate::ring::Ring<crate::driver::Request>>>>,
     pub(crate) histograms: Histograms,
     pub(crate) profiler: crate::profile::Profiler,
 }
@@ -126,6 +129,8 @@ pub struct StatsSnapshot {
     /// Pooled fragment buffers in use now (open, closed or uploading
     /// fragments), all shards.
     pub buffers_in_use: u64,
+    /// Requests waiting in the open writers' ingest rings now.
+    pub ring_requests: u64,
 }
 
 impl Stats {
@@ -143,6 +148,15 @@ impl Stats {
             segment_seals: self.segment_seals.load(Ordering::Relaxed),
             fences: self.fences.load(Ordering::Relaxed),
             truncations: self.truncations.load(Ordering::Relaxed),
+            ring_requests: {
+                let mut rings = self.rings.lock().expect("rings lock");
+                rings.retain(|ring| ring.strong_count() > 0);
+                rings
+                    .iter()
+                    .filter_map(|ring| ring.upgrade())
+                    .map(|ring| ring.len() as u64)
+                    .sum()
+            },
             buffers_in_use: self
                 .pools
                 .lock()

@@ -156,6 +156,18 @@ fn a_slow_store_back_pressures_with_bounded_memory() {
         "{} accepted",
         accepted.len()
     );
+    // The ring was full when the append was refused; the driver drains it
+    // only as buffers free (the first after a 200 ms upload).
+    let stats = client.stats();
+    assert!(
+        stats.ring_requests > 32 && stats.ring_requests <= 64,
+        "{stats:?}"
+    );
+    assert!(stats.buffers_in_use <= 2, "{stats:?}");
+    assert!(client
+        .metrics()
+        .render()
+        .contains("\nwoodpecker_ingest_ring_requests "));
     // Everything accepted is acknowledged once the store catches up.
     let mut acked = Vec::new();
     for (ack, data) in accepted {
@@ -168,6 +180,12 @@ fn a_slow_store_back_pressures_with_bounded_memory() {
     acked.extend(range.zip(batch));
     within(30, writer.close()).unwrap();
     assert_log_holds(&clean, "slow", 0, &acked);
+    let stats = client.stats();
+    assert_eq!(
+        (stats.ring_requests, stats.buffers_in_use),
+        (0, 0),
+        "{stats:?}"
+    );
 }
 
 #[test]
