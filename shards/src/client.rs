@@ -249,10 +249,18 @@ impl Client {
         let stop = Arc::new(Stop::default());
         let task_stop = stop.clone();
         let task_log = log.clone();
+        let progress = Arc::new(crate::lag::ReaderProgress {
+            tail: tail.as_ref().map(|interest| Arc::downgrade(&interest.0)),
+            ..Default::default()
+        });
+        let task_progress = progress.clone();
         self.on_shard(log.id, move |services| async move {
             let watch = services.meta.watch_segments(task_log.id).await?;
             let position = resolve_start(&services, &task_log.name, start).await?;
+            task_progress.delivered.store(position, Ordering::Relaxed);
+            task_progress.fetched.store(position, Ordering::Relaxed);
             let task = ReaderTask {
+                progress: task_progress,
                 services,
                 log: task_log,
                 ring: task_ring,
@@ -266,7 +274,8 @@ impl Client {
             Ok(())
         })
         .await?;
-        Ok(LogReader::new(ring, stop, log))
+        self.inner.stats.readers.add(Arc::downgrade(&progress));
+        Ok(LogReader::new(ring, progress, stop, log))
     }
 
     /// Marks entries below `offset` as truncated: readers can no longer

@@ -11,6 +11,7 @@ pub mod buffer;
 pub mod client;
 pub mod config;
 mod driver;
+mod lag;
 mod metered;
 pub mod metrics;
 pub mod profile;

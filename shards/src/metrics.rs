@@ -77,6 +77,11 @@ const RING_REQUESTS: (&str, &str) = (
     "Requests waiting in the open writers' ingest rings",
 );
 
+const READER_LAG: (&str, &str) = (
+    "woodpecker_reader_lag_entries",
+    "Largest lag of this client's readers: entries known durable their callers have not taken",
+);
+
 const BUFFERS_IN_USE: (&str, &str) = (
     "woodpecker_buffers_in_use",
     "Pooled fragment buffers in use (open, closed or uploading fragments), all shards",
@@ -108,7 +113,7 @@ impl Metrics {
                 .expect("valid metric name")
             })
             .collect();
-        for (name, help) in [BUFFERS_IN_USE, RING_REQUESTS] {
+        for (name, help) in [BUFFERS_IN_USE, RING_REQUESTS, READER_LAG] {
             descs.push(
                 Desc::new(name.into(), help.into(), Vec::new(), Default::default())
                     .expect("valid metric name"),
@@ -152,6 +157,7 @@ impl Collector for Metrics {
         for ((name, help), value) in [
             (BUFFERS_IN_USE, snapshot.buffers_in_use),
             (RING_REQUESTS, snapshot.ring_requests),
+            (READER_LAG, snapshot.reader_lag_max),
         ] {
             let gauge = prometheus::IntGauge::new(name, help).expect("valid gauge options");
             gauge.set(value as i64);

@@ -233,6 +233,7 @@ const POLL_BACKOFF_MAX: Duration = Duration::from_millis(200);
 /// The caller's side of a reader. Dropping it stops the reader task.
 pub struct LogReader {
     ring: Arc<Ring<ReaderItem>>,
+    progress: Arc<crate::lag::ReaderProgress>,
     stop: Arc<Stop>,
     ready: VecDeque<ReadEntry>,
     failed: Option<Error>,
@@ -240,9 +241,15 @@ pub struct LogReader {
 }
 
 impl LogReader {
-    pub(crate) fn new(ring: Arc<Ring<ReaderItem>>, stop: Arc<Stop>, log: LogInfo) -> LogReader {
+    pub(crate) fn new(
+        ring: Arc<Ring<ReaderItem>>,
+        progress: Arc<crate::lag::ReaderProgress>,
+        stop: Arc<Stop>,
+        log: LogInfo,
+    ) -> LogReader {
         LogReader {
             ring,
+            progress,
             stop,
             ready: VecDeque::new(),
             failed: None,
@@ -258,6 +265,7 @@ impl LogReader {
     pub async fn next(&mut self) -> Result<ReadEntry> {
         loop {
             if let Some(entry) = self.ready.pop_front() {
+                self.taken(entry.offset);
                 return Ok(entry);
             }
             self.fill().await?;
@@ -281,7 +289,16 @@ impl LogReader {
                 *i == 0 || bytes <= max_bytes
             })
             .count();
-        Ok(self.ready.drain(..count).collect())
+        let batch: Vec<ReadEntry> = self.ready.drain(..count).collect();
+        if let Some(last) = batch.last() {
+            self.taken(last.offset);
+        }
+        Ok(batch)
+    }
+
+    /// Notes the caller has the entries up to `offset`.
+    fn taken(&self, offset: u64) {
+        self.progress.delivered.store(offset + 1, Ordering::Relaxed);
     }
 
     /// Blocking [`Self::next`].
@@ -296,7 +313,11 @@ impl LogReader {
                 self.accept(item)?;
             }
         }
-        Ok(self.ready.pop_front())
+        let entry = self.ready.pop_front();
+        if let Some(entry) = &entry {
+            self.taken(entry.offset);
+        }
+        Ok(entry)
     }
 
     async fn fill(&mut self) -> Result<()> {
@@ -356,6 +377,7 @@ pub(crate) struct ReaderTask {
     pub log: LogInfo,
     pub ring: Arc<Ring<ReaderItem>>,
     pub stop: Arc<Stop>,
+    pub progress: Arc<crate::lag::ReaderProgress>,
     pub tail: Option<TailInterest>,
     pub watch: SegmentWatch,
     pub position: u64,
@@ -655,7 +677,11 @@ impl ReaderTask {
             )));
         }
         self.position = entries.last().expect("non-empty").offset + 1;
-        Ok(self.ring.push(Ok(Delivery::Entries(entries))).await.is_ok())
+        let pushed = self.ring.push(Ok(Delivery::Entries(entries))).await.is_ok();
+        self.progress
+            .fetched
+            .store(self.position, Ordering::Relaxed);
+        Ok(pushed)
     }
 
     /// Hands a whole fragment's entries from `position` on (below `end`) to
@@ -699,7 +725,11 @@ impl ReaderTask {
             from: first,
             to: stop,
         };
-        Ok(self.ring.push(Ok(Delivery::Fragment(whole))).await.is_ok())
+        let pushed = self.ring.push(Ok(Delivery::Fragment(whole))).await.is_ok();
+        self.progress
+            .fetched
+            .store(self.position, Ordering::Relaxed);
+        Ok(pushed)
     }
 
     /// Waits for the writer's signal (or a poll interval), or a segment

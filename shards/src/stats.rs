@@ -22,6 +22,7 @@ pub struct Stats {
     pub(crate) truncations: AtomicU64,
     /// Each shard's buffer pool (shared handles), read when scraped.
     pub(crate) pools: std::sync::Mutex<Vec<crate::buffer::BufferPool>>,
+    pub(crate) readers: crate::lag::Readers,
     /// Each open writer's ingest ring, read when scraped.
     pub(crate) rings:
         std::sync::Mutex<Vec<std::sync::Weak<crate::ring::Ring<crate::driver::Request>>>>,
@@ -131,6 +132,10 @@ pub struct StatsSnapshot {
     pub buffers_in_use: u64,
     /// Requests waiting in the open writers' ingest rings now.
     pub ring_requests: u64,
+    /// The largest lag of this client's live readers now: entries known
+    /// durable (fetched, or acknowledged by this client's writer of the
+    /// log) that the reader's caller has not taken yet.
+    pub reader_lag_max: u64,
 }
 
 impl Stats {
@@ -148,6 +153,7 @@ impl Stats {
             segment_seals: self.segment_seals.load(Ordering::Relaxed),
             fences: self.fences.load(Ordering::Relaxed),
             truncations: self.truncations.load(Ordering::Relaxed),
+            reader_lag_max: self.readers.lag_max(),
             ring_requests: {
                 let mut rings = self.rings.lock().expect("rings lock");
                 rings.retain(|ring| ring.strong_count() > 0);

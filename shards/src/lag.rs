@@ -1,0 +1,56 @@
+//! How far this client's readers are behind: each reader shares a
+//! [`ReaderProgress`] with its task, and the metrics read the largest lag
+//! when scraped. One relaxed store per entry taken, nothing else.
+
+use crate::reader::TailSignal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, Weak};
+
+/// One reader's progress, in log offsets.
+#[derive(Default)]
+pub(crate) struct ReaderProgress {
+    /// The next offset its caller will be given.
+    pub delivered: AtomicU64,
+    /// The end of what its task has fetched (known durable).
+    pub fetched: AtomicU64,
+    /// The log's writer in this client, if it has one when the reader
+    /// opened: its durable end is known without listing.
+    pub tail: Option<Weak<TailSignal>>,
+}
+
+impl ReaderProgress {
+    /// Entries known durable that the caller has not taken yet.
+    fn lag(&self) -> u64 {
+        let durable = self
+            .tail
+            .as_ref()
+            .and_then(Weak::upgrade)
+            .map_or(0, |signal| signal.durable.load(Ordering::Acquire));
+        let known = durable.max(self.fetched.load(Ordering::Relaxed));
+        known.saturating_sub(self.delivered.load(Ordering::Relaxed))
+    }
+}
+
+/// The client's live readers.
+#[derive(Default)]
+pub(crate) struct Readers(Mutex<Vec<Weak<ReaderProgress>>>);
+
+impl Readers {
+    pub(crate) fn add(&self, progress: Weak<ReaderProgress>) {
+        let mut readers = self.0.lock().expect("readers lock");
+        readers.retain(|r| r.strong_count() > 0);
+        readers.push(progress);
+    }
+
+    /// The largest lag among live readers (0 without any).
+    pub(crate) fn lag_max(&self) -> u64 {
+        let mut readers = self.0.lock().expect("readers lock");
+        readers.retain(|r| r.strong_count() > 0);
+        readers
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|r| r.lag())
+            .max()
+            .unwrap_or(0)
+    }
+}
