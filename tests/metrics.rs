@@ -47,6 +47,11 @@ fn bench_write_metrics_agree_with_its_report() {
         value("woodpecker_fragments_uploaded_total")
     );
     assert!(value("woodpecker_uploaded_bytes_total") > entries * 1024.0);
+    // Every entry is 1 KiB of payload (the fragments add headers).
+    assert_eq!(
+        value("woodpecker_appended_bytes_total"),
+        value("woodpecker_appends_total") * 1024.0
+    );
     assert!(value("woodpecker_upload_duration_seconds_sum") > 0.0);
     assert!(
         value("woodpecker_segment_seals_total") >= 1.0,

@@ -17,12 +17,17 @@ pub struct Metrics {
 }
 
 /// Name, help and value of each counter.
-fn counters(s: &StatsSnapshot) -> [(&'static str, &'static str, f64); 10] {
+fn counters(s: &StatsSnapshot) -> [(&'static str, &'static str, f64); 11] {
     [
         (
             "woodpecker_appends_total",
             "Entries written into fragments",
             s.appends as f64,
+        ),
+        (
+            "woodpecker_appended_bytes_total",
+            "Payload bytes of the entries written into fragments",
+            s.appended_bytes as f64,
         ),
         (
             "woodpecker_acks_total",

@@ -15,6 +15,7 @@ pub struct Stats {
     pub(crate) upload_micros_max: AtomicU64,
     pub(crate) segments_deleted: AtomicU64,
     pub(crate) appends: AtomicU64,
+    pub(crate) appended_bytes: AtomicU64,
     pub(crate) acks: AtomicU64,
     pub(crate) segment_rolls: AtomicU64,
     pub(crate) segment_seals: AtomicU64,
@@ -117,6 +118,8 @@ pub struct StatsSnapshot {
     pub segments_deleted: u64,
     /// Entries written into fragments (appends accepted by a writer).
     pub appends: u64,
+    /// Their payload bytes.
+    pub appended_bytes: u64,
     /// Entries acknowledged durable.
     pub acks: u64,
     /// Segments started by a roll (not counting each writer's first).
@@ -148,6 +151,7 @@ impl Stats {
             upload_micros_max: self.upload_micros_max.load(Ordering::Relaxed),
             segments_deleted: self.segments_deleted.load(Ordering::Relaxed),
             appends: self.appends.load(Ordering::Relaxed),
+            appended_bytes: self.appended_bytes.load(Ordering::Relaxed),
             acks: self.acks.load(Ordering::Relaxed),
             segment_rolls: self.segment_rolls.load(Ordering::Relaxed),
             segment_seals: self.segment_seals.load(Ordering::Relaxed),

@@ -181,6 +181,7 @@ impl LogDriver {
             encoder: FragmentEncoder::new(buf, index, meta),
             acks: self.spare_acks.pop().unwrap_or_default(),
             opened_at: Instant::now(),
+            payload_bytes: 0,
             stamps: Vec::new(),
         });
         true
@@ -200,6 +201,7 @@ impl LogDriver {
         let open = self.open.as_mut().expect("caller opened a fragment");
         match open.encoder.push(payload, props) {
             Ok(offset) => {
+                open.payload_bytes += payload.len() as u64;
                 self.next_offset = offset + 1;
                 Ok(Some(offset))
             }
@@ -210,6 +212,7 @@ impl LogDriver {
                 }
                 let open = self.open.as_mut().expect("just opened");
                 let offset = open.encoder.push(payload, props).map_err(Error::from)?;
+                open.payload_bytes += payload.len() as u64;
                 self.next_offset = offset + 1;
                 Ok(Some(offset))
             }

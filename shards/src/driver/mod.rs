@@ -118,6 +118,8 @@ struct OpenFragment {
     encoder: FragmentEncoder<AlignedBuf>,
     acks: Vec<Ack>,
     opened_at: Instant,
+    /// Payload bytes of its entries.
+    payload_bytes: u64,
     /// With `profile_stages`: each append's instants.
     stamps: Vec<crate::profile::Stamp>,
 }
@@ -399,6 +401,10 @@ impl LogDriver {
             .stats
             .appends
             .fetch_add(self.next_offset - meta.first_offset, Ordering::Relaxed);
+        self.services
+            .stats
+            .appended_bytes
+            .fetch_add(open.payload_bytes, Ordering::Relaxed);
         let crc32c = open.encoder.object_crc32c();
         let (buf, index) = open.encoder.into_parts();
         self.index_scratch = index;
