@@ -1,0 +1,71 @@
+//! The readable summary of a `bench write` report.
+
+use super::*;
+
+pub fn print_summary(report: &WriteReport) {
+    println!(
+        "write: store={} logs={} entry={} B appenders={} window={} batch={} acks={:?} rate={} flush={:?}",
+        report.store,
+        report.logs,
+        report.entry_bytes,
+        report.appenders,
+        report.window,
+        report.batch,
+        report.ack_order,
+        report.rate.map_or("max".to_string(), |r| format!("{r}/s")),
+        report.flush_policy,
+    );
+    println!(
+        "  {:.1} MB/s, {:.0} entries/s over {:.1} s ({} fragments, avg {} bytes, {:.0} PUTs/s, {} retries)",
+        report.throughput_mb_s,
+        report.entries_per_s,
+        report.seconds,
+        report.fragments,
+        report.avg_fragment_bytes,
+        report.puts_per_s,
+        report.upload_retries
+    );
+    println!(
+        "  uploads: mean {:.1} ms each (slowest {:.1} ms), {:.2} in flight on average",
+        report.upload_latency_mean_ms, report.upload_latency_max_ms, report.uploads_in_flight_mean
+    );
+    if let Some(keep) = report.keep_mb {
+        println!(
+            "  truncated as written, keeping {keep} MB: {} segments deleted",
+            report.segments_deleted
+        );
+    }
+    if report.throughput_mb_s_rounds.len() > 1 {
+        println!(
+            "  engine rounds MB/s: [{}]",
+            crate::mb_s_list(&report.throughput_mb_s_rounds)
+        );
+    }
+    let l = &report.ack_latency_ms;
+    println!(
+        "  ack latency ms: p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}",
+        l.p50, l.p90, l.p99, l.p999, l.max
+    );
+    if let (Some(raw), Some(ratio)) = (report.raw_put_mb_s, report.ratio_to_raw) {
+        let p99 = report.raw_put_latency_ms.map_or(0.0, |l| l.p99);
+        println!(
+            "  raw PUT {:.1} MB/s, mean of [{}] ({} B x {} in flight, p99 {:.2} ms); engine/raw = {:.3}",
+            raw,
+            crate::mb_s_list(&report.raw_put_mb_s_phases),
+            report.raw_object_bytes.unwrap_or(0),
+            report.raw_inflight.unwrap_or(0),
+            p99,
+            ratio
+        );
+    }
+    if let Some(profile) = &report.profile {
+        crate::profile::print(profile, &report.ack_latency_ms);
+    }
+    println!(
+        "  client CPU s/GB: engine {:.2}, raw PUT {}",
+        report.cpu_s_per_gb,
+        report
+            .raw_put_cpu_s_per_gb
+            .map_or("n/a".into(), |c| format!("{c:.2}")),
+    );
+}
