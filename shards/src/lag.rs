@@ -3,7 +3,7 @@
 //! when scraped. One relaxed store per entry taken, nothing else.
 
 use crate::reader::TailSignal;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, Weak};
 
 /// One reader's progress, in log offsets.
@@ -16,11 +16,17 @@ pub(crate) struct ReaderProgress {
     /// The log's writer in this client, if it has one when the reader
     /// opened: its durable end is known without listing.
     pub tail: Option<Weak<TailSignal>>,
+    /// Set when the caller drops its reader (the task may still hold this
+    /// a moment longer, until it sees the stop).
+    pub dropped: AtomicBool,
 }
 
 impl ReaderProgress {
     /// Entries known durable that the caller has not taken yet.
     fn lag(&self) -> u64 {
+        if self.dropped.load(Ordering::Relaxed) {
+            return 0;
+        }
         let durable = self
             .tail
             .as_ref()

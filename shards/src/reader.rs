@@ -366,6 +366,7 @@ impl std::fmt::Debug for LogReader {
 
 impl Drop for LogReader {
     fn drop(&mut self) {
+        self.progress.dropped.store(true, Ordering::Relaxed);
         self.ring.close();
         self.stop.stop();
     }
