@@ -161,13 +161,13 @@ impl Client {
         crate::metrics::Metrics::new(self.inner.stats.clone())
     }
 
-    /// Upload counters since the client started.
     /// Each stage's share of append latency so far (empty histograms
     /// unless `Config::profile_stages`).
     pub fn stage_profile(&self) -> crate::StageProfile {
         self.inner.stats.profiler.snapshot()
     }
 
+    /// Upload counters since the client started.
     pub fn stats(&self) -> StatsSnapshot {
         self.inner.stats.snapshot()
     }
@@ -216,10 +216,7 @@ impl Client {
         tails.retain(|_, signal| signal.strong_count() > 0);
         tails.insert(opened.log.id, Arc::downgrade(&opened.durable));
         drop(tails);
-        let mut rings = self.inner.stats.rings.lock().expect("rings lock");
-        rings.retain(|ring| ring.strong_count() > 0);
-        rings.push(Arc::downgrade(&opened.ring));
-        drop(rings);
+        self.inner.stats.rings.add(&opened.ring);
         Ok(LogWriter {
             ring: opened.ring,
             log: opened.log,
@@ -274,7 +271,7 @@ impl Client {
             Ok(())
         })
         .await?;
-        self.inner.stats.readers.add(Arc::downgrade(&progress));
+        self.inner.stats.readers.add(&progress);
         Ok(LogReader::new(ring, progress, stop, log))
     }
 

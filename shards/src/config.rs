@@ -111,6 +111,9 @@ pub struct Config {
     pub profile_stages: bool,
 }
 
+/// The sizes a fragment may have (its header counts bytes in 32 bits).
+pub const FRAGMENT_BYTES: std::ops::RangeInclusive<usize> = 4096..=u32::MAX as usize;
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -150,7 +153,7 @@ impl Config {
         if self.shards == 0 {
             return fail("shards must be at least 1".into());
         }
-        if self.fragment_bytes_max < 4096 || self.fragment_bytes_max > u32::MAX as usize {
+        if !FRAGMENT_BYTES.contains(&self.fragment_bytes_max) {
             return fail(format!(
                 "fragment_bytes_max {} must be between 4 KiB and 4 GiB",
                 self.fragment_bytes_max

@@ -4,7 +4,7 @@
 
 use crate::reader::TailSignal;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, Weak};
+use std::sync::Weak;
 
 /// One reader's progress, in log offsets.
 #[derive(Default)]
@@ -23,7 +23,7 @@ pub(crate) struct ReaderProgress {
 
 impl ReaderProgress {
     /// Entries known durable that the caller has not taken yet.
-    fn lag(&self) -> u64 {
+    pub(crate) fn lag(&self) -> u64 {
         if self.dropped.load(Ordering::Relaxed) {
             return 0;
         }
@@ -34,29 +34,5 @@ impl ReaderProgress {
             .map_or(0, |signal| signal.durable.load(Ordering::Acquire));
         let known = durable.max(self.fetched.load(Ordering::Relaxed));
         known.saturating_sub(self.delivered.load(Ordering::Relaxed))
-    }
-}
-
-/// The client's live readers.
-#[derive(Default)]
-pub(crate) struct Readers(Mutex<Vec<Weak<ReaderProgress>>>);
-
-impl Readers {
-    pub(crate) fn add(&self, progress: Weak<ReaderProgress>) {
-        let mut readers = self.0.lock().expect("readers lock");
-        readers.retain(|r| r.strong_count() > 0);
-        readers.push(progress);
-    }
-
-    /// The largest lag among live readers (0 without any).
-    pub(crate) fn lag_max(&self) -> u64 {
-        let mut readers = self.0.lock().expect("readers lock");
-        readers.retain(|r| r.strong_count() > 0);
-        readers
-            .iter()
-            .filter_map(Weak::upgrade)
-            .map(|r| r.lag())
-            .max()
-            .unwrap_or(0)
     }
 }

@@ -11,7 +11,7 @@ use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
-use woodpecker_engine::store::{ListPage, ObjectMeta, ObjectStore, StoreError, StoreResult};
+use woodpecker_engine::store::{ListPage, ObjectMeta, ObjectStore, Op, StoreError, StoreResult};
 
 pub(crate) struct MeteredStore {
     inner: Rc<dyn ObjectStore>,
@@ -23,24 +23,20 @@ impl MeteredStore {
         Rc::new(MeteredStore { inner, stats })
     }
 
-    async fn timed<T>(
-        &self,
-        op: &str,
-        call: impl Future<Output = StoreResult<T>>,
-    ) -> StoreResult<T> {
+    async fn timed<T>(&self, op: Op, call: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
         let started = Instant::now();
         let result = call.await;
         let seconds = started.elapsed().as_secs_f64();
         self.stats
             .histograms
             .store_seconds
-            .with_label_values(&[op])
+            .with_label_values(&[op.name()])
             .observe(seconds);
         if let Err(err) = &result {
             self.stats
                 .histograms
                 .store_errors
-                .with_label_values(&[op, error_kind(err)])
+                .with_label_values(&[op.name(), error_kind(err)])
                 .inc();
         }
         result
@@ -77,11 +73,11 @@ pub(crate) fn error_kind(err: &StoreError) -> &'static str {
 #[async_trait(?Send)]
 impl ObjectStore for MeteredStore {
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
-        self.timed("put", self.inner.put(key, data)).await
+        self.timed(Op::Put, self.inner.put(key, data)).await
     }
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
-        self.timed("put_if_absent", self.inner.put_if_absent(key, data))
+        self.timed(Op::PutIfAbsent, self.inner.put_if_absent(key, data))
             .await
     }
 
@@ -92,11 +88,11 @@ impl ObjectStore for MeteredStore {
         crc32c: u32,
     ) -> StoreResult<()> {
         let call = self.inner.put_if_absent_with_crc32c(key, data, crc32c);
-        self.timed("put_if_absent", call).await
+        self.timed(Op::PutIfAbsent, call).await
     }
 
     async fn create_multipart(&self, key: &str) -> StoreResult<String> {
-        self.timed("create_multipart", self.inner.create_multipart(key))
+        self.timed(Op::CreateMultipart, self.inner.create_multipart(key))
             .await
     }
 
@@ -108,7 +104,7 @@ impl ObjectStore for MeteredStore {
         data: Bytes,
     ) -> StoreResult<String> {
         let call = self.inner.upload_part(key, upload_id, part_number, data);
-        self.timed("upload_part", call).await
+        self.timed(Op::UploadPart, call).await
     }
 
     async fn complete_multipart(
@@ -121,25 +117,25 @@ impl ObjectStore for MeteredStore {
         let call = self
             .inner
             .complete_multipart(key, upload_id, etags, if_absent);
-        self.timed("complete_multipart", call).await
+        self.timed(Op::CompleteMultipart, call).await
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
         let call = self.inner.abort_multipart(key, upload_id);
-        self.timed("abort_multipart", call).await
+        self.timed(Op::AbortMultipart, call).await
     }
 
     async fn get(&self, key: &str) -> StoreResult<Bytes> {
-        self.timed("get", self.inner.get(key)).await
+        self.timed(Op::Get, self.inner.get(key)).await
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
-        self.timed("get_range", self.inner.get_range(key, range))
+        self.timed(Op::GetRange, self.inner.get_range(key, range))
             .await
     }
 
     async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
-        self.timed("head", self.inner.head(key)).await
+        self.timed(Op::Head, self.inner.head(key)).await
     }
 
     async fn list_page(
@@ -149,11 +145,11 @@ impl ObjectStore for MeteredStore {
         max_keys: usize,
     ) -> StoreResult<ListPage> {
         let call = self.inner.list_page(prefix, start_after, max_keys);
-        self.timed("list", call).await
+        self.timed(Op::List, call).await
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.timed("delete", self.inner.delete(key)).await
+        self.timed(Op::Delete, self.inner.delete(key)).await
     }
 }
 

@@ -150,7 +150,8 @@ impl Collector for Metrics {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let counters = counters(&self.stats.snapshot());
+        let snapshot = self.stats.snapshot();
+        let counters = counters(&snapshot);
         let mut families = Vec::with_capacity(counters.len() + 1);
         for (name, help, value) in counters {
             let counter = prometheus::Counter::with_opts(Opts::new(name, help))
@@ -158,7 +159,6 @@ impl Collector for Metrics {
             counter.inc_by(value);
             families.extend(counter.collect());
         }
-        let snapshot = self.stats.snapshot();
         for ((name, help), value) in [
             (BUFFERS_IN_USE, snapshot.buffers_in_use),
             (RING_REQUESTS, snapshot.ring_requests),

@@ -4,6 +4,7 @@
 
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 /// Counters of one client, summed over its shards.
 #[derive(Default)]
@@ -22,13 +23,38 @@ pub struct Stats {
     pub(crate) fences: AtomicU64,
     pub(crate) truncations: AtomicU64,
     /// Each shard's buffer pool (shared handles), read when scraped.
-    pub(crate) pools: std::sync::Mutex<Vec<crate::buffer::BufferPool>>,
-    pub(crate) readers: crate::lag::Readers,
-    /// Each open writer's ingest ring, read when scraped.
-    pub(crate) rings:
-        std::sync::Mutex<Vec<std::sync::Weak<crate::ring::Ring<crate::driver::Request>>>>,
+    pub(crate) pools: Mutex<Vec<crate::buffer::BufferPool>>,
+    /// Each open reader's progress and each open writer's ingest ring,
+    /// read when scraped.
+    pub(crate) readers: Live<crate::lag::ReaderProgress>,
+    pub(crate) rings: Live<crate::ring::Ring<crate::driver::Request>>,
     pub(crate) histograms: Histograms,
     pub(crate) profiler: crate::profile::Profiler,
+}
+
+/// Objects that count while something else holds them (readers, writers'
+/// rings): weak references, the dropped ones pruned whenever it is used.
+pub(crate) struct Live<T>(Mutex<Vec<Weak<T>>>);
+
+impl<T> Default for Live<T> {
+    fn default() -> Self {
+        Live(Mutex::new(Vec::new()))
+    }
+}
+
+impl<T> Live<T> {
+    pub(crate) fn add(&self, item: &Arc<T>) {
+        let mut items = self.0.lock().expect("live lock");
+        items.retain(|item| item.strong_count() > 0);
+        items.push(Arc::downgrade(item));
+    }
+
+    /// The ones still held.
+    pub(crate) fn live(&self) -> Vec<Arc<T>> {
+        let mut items = self.0.lock().expect("live lock");
+        items.retain(|item| item.strong_count() > 0);
+        items.iter().filter_map(Weak::upgrade).collect()
+    }
 }
 
 /// Latency seconds from 1 ms to 60 s.
@@ -157,16 +183,14 @@ impl Stats {
             segment_seals: self.segment_seals.load(Ordering::Relaxed),
             fences: self.fences.load(Ordering::Relaxed),
             truncations: self.truncations.load(Ordering::Relaxed),
-            reader_lag_max: self.readers.lag_max(),
-            ring_requests: {
-                let mut rings = self.rings.lock().expect("rings lock");
-                rings.retain(|ring| ring.strong_count() > 0);
-                rings
-                    .iter()
-                    .filter_map(|ring| ring.upgrade())
-                    .map(|ring| ring.len() as u64)
-                    .sum()
-            },
+            reader_lag_max: self
+                .readers
+                .live()
+                .iter()
+                .map(|r| r.lag())
+                .max()
+                .unwrap_or(0),
+            ring_requests: self.rings.live().iter().map(|r| r.len() as u64).sum(),
             buffers_in_use: self
                 .pools
                 .lock()

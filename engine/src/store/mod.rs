@@ -83,6 +83,25 @@ pub enum Op {
     Delete,
 }
 
+impl Op {
+    /// Its name in metrics labels (`put_if_absent`, `list`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Put => "put",
+            Op::PutIfAbsent => "put_if_absent",
+            Op::CreateMultipart => "create_multipart",
+            Op::UploadPart => "upload_part",
+            Op::CompleteMultipart => "complete_multipart",
+            Op::AbortMultipart => "abort_multipart",
+            Op::Get => "get",
+            Op::GetRange => "get_range",
+            Op::Head => "head",
+            Op::List => "list",
+            Op::Delete => "delete",
+        }
+    }
+}
+
 /// The object-store operations the engine needs, and no more.
 ///
 /// Keys are `/`-separated relative paths of ASCII letters, digits and

@@ -56,13 +56,7 @@ impl LogDriver {
                     Ok(Some(offset)) => {
                         let open = self.open.as_mut().expect("entry just pushed");
                         open.acks.push(Ack::One(ack, offset));
-                        if let Some(queued) = queued_at {
-                            open.stamps.push(crate::profile::Stamp {
-                                queued,
-                                written: Instant::now(),
-                                entries: 1,
-                            });
-                        }
+                        open.stamp(queued_at, 1);
                         self.close_if_entries_full().await;
                     }
                     Ok(None) => {
@@ -125,13 +119,7 @@ impl LogDriver {
                 let ack = Ack::Batch(batch.ack, first..self.next_offset);
                 let open = self.open.as_mut().expect("holds the batch's last entry");
                 open.acks.push(ack);
-                if let Some(queued) = batch.queued_at {
-                    open.stamps.push(crate::profile::Stamp {
-                        queued,
-                        written: Instant::now(),
-                        entries: batch.entries.len() as u64,
-                    });
-                }
+                open.stamp(batch.queued_at, batch.entries.len() as u64);
                 self.close_if_entries_full().await;
                 return Progress::Done;
             }

@@ -124,6 +124,20 @@ struct OpenFragment {
     stamps: Vec<crate::profile::Stamp>,
 }
 
+impl OpenFragment {
+    /// With `profile_stages` (a request stamped when queued): notes that
+    /// its `entries` are written now.
+    fn stamp(&mut self, queued: Option<Instant>, entries: u64) {
+        if let Some(queued) = queued {
+            self.stamps.push(crate::profile::Stamp {
+                queued,
+                written: Instant::now(),
+                entries,
+            });
+        }
+    }
+}
+
 /// A closed fragment's instants, with `profile_stages`.
 struct FragmentProfile {
     stamps: Vec<crate::profile::Stamp>,
