@@ -104,9 +104,7 @@ pub fn run(args: RawArgs, loaded: &Loaded) -> Result<RawReport, BenchError> {
             };
             let put = put_phase(&store, &prefix, &data, &limits, args.conditional).await?;
             let get = get_phase(&store, &prefix, put.objects, &limits, data.len()).await?;
-            for i in 0..put.objects {
-                store.delete(&key(&prefix, i)).await?;
-            }
+            delete_phase(&store, &prefix, put.objects).await?;
             levels.push(LevelReport { inflight, put, get });
         }
         Ok::<_, BenchError>(RawReport {
@@ -247,6 +245,31 @@ pub(crate) async fn put_phase(
         Ok(data.len() as u64)
     })
     .await
+}
+
+/// Deletions in flight when a phase's objects are cleaned up, and how
+/// long the clean-up may take.
+const DELETES_IN_FLIGHT: usize = 16;
+const DELETE_LIMIT: Duration = Duration::from_secs(600);
+
+/// Deletes the numbered keys `0..objects` under `prefix` (deleting a
+/// missing key succeeds).
+pub(crate) async fn delete_phase(
+    store: &Rc<dyn ObjectStore>,
+    prefix: &str,
+    objects: usize,
+) -> Result<(), BenchError> {
+    let limits = Limits {
+        objects,
+        duration: DELETE_LIMIT,
+        inflight: DELETES_IN_FLIGHT,
+    };
+    drive(&limits, objects, |i| async move {
+        store.delete(&key(prefix, i)).await?;
+        Ok(0)
+    })
+    .await
+    .map(|_| ())
 }
 
 pub(crate) async fn get_phase(

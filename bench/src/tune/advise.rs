@@ -133,8 +133,6 @@ pub struct Recommendation {
 /// The throughput goal's interval is about one PUT, but never longer than
 /// this: it bounds the ack of an entry that waits for a busy slot.
 const FLUSH_INTERVAL_MAX_MS: u64 = 100;
-const DEFAULT_MULTIPART_THRESHOLD: u64 = 16 << 20;
-const DEFAULT_SHARD_BUFFER_BYTES: u64 = 256 << 20;
 
 /// Ack p99 under full load at a point: waiting for a slot (one PUT, its
 /// p50) and the fragment's own PUT (its p99), plus the ack's margin.
@@ -243,9 +241,10 @@ pub fn recommend(
             Goal::Latency => ", at most 10 ms",
         }
     ));
+    let defaults = woodpecker_shards::Config::default();
     let log_buffers_max = chosen.inflight + 2;
-    let shard_buffer_bytes_max =
-        DEFAULT_SHARD_BUFFER_BYTES.max(2 * log_buffers_max as u64 * chosen.object_bytes);
+    let shard_buffer_bytes_max = (defaults.shard_buffer_bytes_max as u64)
+        .max(2 * log_buffers_max as u64 * chosen.object_bytes);
     reasons.push(format!(
         "log_buffers_max {log_buffers_max} (the uploads in flight and two filling), \
          shard_buffer_bytes_max {} (two such logs per shard at least)",
@@ -256,8 +255,9 @@ pub fn recommend(
         "store.s3.connections_max {connections_max}: uploads and reader GETs ({get_inflight} \
          in flight read fastest) each get their own"
     ));
-    let multipart_threshold_bytes =
-        (chosen.object_bytes > DEFAULT_MULTIPART_THRESHOLD).then_some(chosen.object_bytes);
+    let multipart_threshold_bytes = (chosen.object_bytes
+        > defaults.multipart_threshold_bytes as u64)
+        .then_some(chosen.object_bytes);
     Ok(Recommendation {
         goal,
         fragment_bytes_max: chosen.object_bytes,

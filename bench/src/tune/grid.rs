@@ -7,7 +7,7 @@
 //! budget. Objects are deleted after each cell.
 
 use super::advise::{size, Point};
-use crate::raw::{drive, get_phase, key, pattern, put_phase, Limits, PhaseReport};
+use crate::raw::{delete_phase, get_phase, pattern, put_phase, Limits, PhaseReport};
 use crate::BenchError;
 use bytes::Bytes;
 use serde::Serialize;
@@ -21,8 +21,6 @@ const OBJECTS_MAX: usize = 4096;
 const CELL_BYTES_MAX: u64 = 2 << 30;
 /// GET bodies held at once at most: concurrency is cut to fit.
 const GET_BYTES_IN_FLIGHT_MAX: u64 = 1 << 30;
-/// Deletions in flight when a cell is cleaned up.
-const DELETES_IN_FLIGHT: usize = 16;
 /// PUTs take this share of a cell's time, GETs the rest.
 const PUT_SHARE: f64 = 0.6;
 
@@ -148,7 +146,7 @@ async fn run_cell(
         Err(_) => None,
     };
     let written = put.as_ref().map_or(put_limits.objects, |put| put.objects);
-    delete_cell(store, prefix, written).await?;
+    delete_phase(store, prefix, written).await?;
     Ok(Cell {
         object_bytes,
         inflight,
@@ -156,25 +154,6 @@ async fn run_cell(
         get_inflight,
         get: get.expect("a PUT phase that ran")?,
     })
-}
-
-/// Deletes every key a cell may have put (deleting a missing key succeeds).
-async fn delete_cell(
-    store: &Rc<dyn ObjectStore>,
-    prefix: &str,
-    objects: usize,
-) -> Result<(), BenchError> {
-    let limits = Limits {
-        objects,
-        duration: Duration::from_secs(600),
-        inflight: DELETES_IN_FLIGHT,
-    };
-    drive(&limits, objects, |i| async move {
-        store.delete(&key(prefix, i)).await?;
-        Ok(0)
-    })
-    .await
-    .map(|_| ())
 }
 
 #[cfg(test)]

@@ -60,7 +60,13 @@ impl TuneArgs {
         if self.budget_s == 0 {
             return invalid("--budget-s must be positive");
         }
-        if self.sizes.is_empty() || self.sizes.iter().any(|s| !(4096..=4 << 30).contains(s)) {
+        let fragment = woodpecker_shards::config::FRAGMENT_BYTES;
+        if self.sizes.is_empty()
+            || self
+                .sizes
+                .iter()
+                .any(|&s| !fragment.contains(&(s as usize)))
+        {
             return invalid("--sizes must be between 4KiB and 4GiB (a fragment's bounds)");
         }
         if self.inflight.is_empty() || self.inflight.contains(&0) {

@@ -6,7 +6,9 @@
 use bytes::Bytes;
 use serde::Serialize;
 use std::rc::Rc;
-use woodpecker_engine::store::{ObjectStore, StoreError};
+use woodpecker_engine::store::{
+    put_multipart_if_absent, ObjectStore, StoreError, MULTIPART_PART_BYTES_MIN,
+};
 
 /// Racing writers per key, and keys raced.
 const RACERS: usize = 8;
@@ -138,33 +140,17 @@ async fn conditional(store: &Rc<dyn ObjectStore>, prefix: &str) -> Result<(), Ou
 }
 
 /// A multipart upload completed with If-None-Match onto a taken key (how
-/// the engine puts large fragments) must be refused too.
+/// the engine puts large fragments, through the same helper) must be
+/// refused too; the helper aborts the refused upload.
 async fn multipart(store: &Rc<dyn ObjectStore>, taken: &str) -> Result<(), Outcome> {
-    let upload = store
-        .create_multipart(taken)
-        .await
-        .map_err(|e| failed("starting a multipart upload", e))?;
-    let result = async {
-        let etag = store
-            .upload_part(taken, &upload, 1, Bytes::from_static(b"multipart"))
-            .await
-            .map_err(|e| failed("uploading a part", e))?;
-        match store
-            .complete_multipart(taken, &upload, &[etag], true)
-            .await
-        {
-            Err(StoreError::AlreadyExists(_)) => Ok(()),
-            Ok(()) => Err(Outcome::Ignored(
-                "a multipart completion with If-None-Match replaced a taken key".into(),
-            )),
-            Err(e) => Err(failed("completing a multipart upload", e)),
-        }
+    let data = Bytes::from_static(b"multipart");
+    match put_multipart_if_absent(&**store, taken, data, MULTIPART_PART_BYTES_MIN, 1).await {
+        Err(StoreError::AlreadyExists(_)) => Ok(()),
+        Ok(()) => Err(Outcome::Ignored(
+            "a multipart completion with If-None-Match replaced a taken key".into(),
+        )),
+        Err(e) => Err(failed("a conditional multipart upload", e)),
     }
-    .await;
-    if result.is_err() {
-        let _ = store.abort_multipart(taken, &upload).await;
-    }
-    result
 }
 
 async fn checksum(store: &Rc<dyn ObjectStore>, prefix: &str) -> (Checksum, String) {

@@ -92,9 +92,7 @@ fn raw_puts(
             inflight,
         };
         let report = raw::put_phase(&store, &prefix, &data, &limits, false).await?;
-        for i in 0..report.objects {
-            store.delete(&raw::key(&prefix, i)).await?;
-        }
+        raw::delete_phase(&store, &prefix, report.objects).await?;
         Ok::<_, BenchError>(report)
     })
     .map_err(|e| BenchError::Failed(e.to_string()))?;
