@@ -36,6 +36,9 @@ pub enum ErrorKind {
     /// again, or it may appear twice. The writer has stopped, as with
     /// `WriterFailed`.
     OutcomeUnknown,
+    /// A conditional append expected the log to end at another offset;
+    /// nothing was written. [`Error::log_end`] gives the log's end.
+    ConditionFailed,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -43,6 +46,8 @@ pub enum ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     detail: String,
+    /// The log's end (next offset), for `ConditionFailed`.
+    log_end: Option<u64>,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -52,7 +57,33 @@ impl Error {
         Error {
             kind,
             detail: detail.into(),
+            log_end: None,
         }
+    }
+
+    /// A conditional append's refusal: it expected the log to end at
+    /// `expected`, and it ends at `end`.
+    pub fn condition_failed(expected: u64, end: u64) -> Error {
+        Error {
+            kind: ErrorKind::ConditionFailed,
+            detail: format!("the append expected the log to end at {expected}; it ends at {end}"),
+            log_end: Some(end),
+        }
+    }
+
+    /// [`Error::condition_failed`] with the detail given (as a remote
+    /// server words it).
+    pub fn condition_failed_with(end: u64, detail: impl Into<String>) -> Error {
+        Error {
+            log_end: Some(end),
+            ..Error::new(ErrorKind::ConditionFailed, detail)
+        }
+    }
+
+    /// The log's end (its next offset) when a conditional append was
+    /// refused.
+    pub fn log_end(&self) -> Option<u64> {
+        self.log_end
     }
 
     pub fn kind(&self) -> ErrorKind {

@@ -22,6 +22,9 @@ pub enum Code {
     Exists,
     /// A conditional append's expected offset is not the log's end.
     ConditionFailed,
+    /// An idempotent batch's sequence number is older than the producer's
+    /// window remembers: whether it was written cannot be told.
+    SequenceTooOld,
     /// A body, batch or entry over its limit.
     TooLarge,
     /// The response cannot be given in the requested format.
@@ -54,7 +57,7 @@ impl Code {
             Code::NotFound => 404,
             Code::MethodNotAllowed => 405,
             Code::NotAcceptable => 406,
-            Code::Exists | Code::Fenced => 409,
+            Code::Exists | Code::Fenced | Code::SequenceTooOld => 409,
             Code::ConditionFailed => 412,
             Code::TooLarge => 413,
             Code::Unavailable | Code::WriterFailed | Code::Closed => 503,
@@ -78,6 +81,7 @@ impl Code {
             ErrorKind::Closed => Code::Closed,
             ErrorKind::WriterFailed => Code::WriterFailed,
             ErrorKind::OutcomeUnknown => Code::OutcomeUnknown,
+            ErrorKind::ConditionFailed => Code::ConditionFailed,
         }
     }
 
@@ -92,9 +96,10 @@ impl Code {
             Code::Closed => ErrorKind::Closed,
             Code::WriterFailed => ErrorKind::WriterFailed,
             Code::OutcomeUnknown => ErrorKind::OutcomeUnknown,
+            Code::ConditionFailed => ErrorKind::ConditionFailed,
             Code::Malformed
             | Code::MethodNotAllowed
-            | Code::ConditionFailed
+            | Code::SequenceTooOld
             | Code::TooLarge
             | Code::NotAcceptable
             | Code::Unauthorized => ErrorKind::Invalid,
@@ -108,6 +113,9 @@ impl Code {
 pub struct ApiError {
     pub code: Code,
     pub message: String,
+    /// With `condition_failed`: the log's end (its next offset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_offset: Option<u64>,
 }
 
 impl ApiError {
@@ -115,6 +123,7 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            end_offset: None,
         }
     }
 
@@ -129,13 +138,19 @@ impl ApiError {
 
 impl From<Error> for ApiError {
     fn from(err: Error) -> ApiError {
-        ApiError::new(Code::from_kind(err.kind()), err.detail())
+        ApiError {
+            end_offset: err.log_end(),
+            ..ApiError::new(Code::from_kind(err.kind()), err.detail())
+        }
     }
 }
 
 impl From<ApiError> for Error {
     fn from(err: ApiError) -> Error {
-        Error::new(err.code.kind(), err.message)
+        match (err.code, err.end_offset) {
+            (Code::ConditionFailed, Some(end)) => Error::condition_failed_with(end, err.message),
+            _ => Error::new(err.code.kind(), err.message),
+        }
     }
 }
 
@@ -156,6 +171,7 @@ mod tests {
             Closed,
             WriterFailed,
             OutcomeUnknown,
+            ConditionFailed,
         ] {
             assert_eq!(Code::from_kind(kind).kind(), kind);
         }
@@ -169,5 +185,18 @@ mod tests {
             r#"{"code":"condition_failed","message":"end is 7"}"#
         );
         assert_eq!(Code::ConditionFailed.status(), 412);
+    }
+
+    #[test]
+    fn a_refused_condition_carries_the_log_end_both_ways() {
+        let api = ApiError::from(Error::condition_failed(3, 7));
+        assert_eq!((api.code, api.end_offset), (Code::ConditionFailed, Some(7)));
+        assert!(api.json().contains(r#""end_offset":7"#), "{}", api.json());
+        let back: ApiError = serde_json::from_str(&api.json()).unwrap();
+        let err = Error::from(back);
+        assert_eq!(
+            (err.kind(), err.log_end()),
+            (ErrorKind::ConditionFailed, Some(7))
+        );
     }
 }

@@ -705,6 +705,30 @@ impl LogWriter {
         self.submit(
             Request::Batch {
                 entries,
+                expect: None,
+                ack,
+                queued_at: None,
+            },
+            rx,
+        )
+    }
+
+    /// Conditional [`Self::append_batch_with`]: written only if its first
+    /// entry gets offset `expected`, that is, if every append before it
+    /// ends at `expected`. Otherwise it fails with `ConditionFailed`
+    /// ([`Error::log_end`] gives the actual end) and nothing is written.
+    /// The check is made where offsets are assigned, so no other append
+    /// can come between.
+    pub fn append_batch_expecting(
+        &self,
+        expected: u64,
+        entries: Vec<(Bytes, Properties)>,
+    ) -> Ack<Range<u64>> {
+        let (ack, rx) = oneshot::async_channel();
+        self.submit(
+            Request::Batch {
+                entries,
+                expect: Some(expected),
                 ack,
                 queued_at: None,
             },
@@ -721,6 +745,7 @@ impl LogWriter {
         self.try_submit(
             Request::Batch {
                 entries,
+                expect: None,
                 ack,
                 queued_at: None,
             },
@@ -803,6 +828,7 @@ fn batch_request(entries: Vec<Bytes>, ack: oneshot::Sender<Result<Range<u64>>>) 
         .collect();
     Request::Batch {
         entries,
+        expect: None,
         ack,
         queued_at: None,
     }

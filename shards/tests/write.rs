@@ -272,3 +272,32 @@ fn real_large_fragments_go_multipart() {
     );
     assert_log_holds(&client, "large", 0, &acked);
 }
+
+#[test]
+fn memory_conditional_batches_are_checked_where_offsets_are_assigned() {
+    let (client, _, _) = memory_client(small_config());
+    within(30, client.create_log("cond")).unwrap();
+    let writer = within(30, client.open_writer("cond")).unwrap();
+    let batch = |n: usize| -> Vec<(Bytes, woodpecker_shards::Properties)> {
+        (0..n).map(|i| (payload(3, i), Vec::new())).collect()
+    };
+    // Pipelined without waiting: each expects where the one before ends.
+    let first = writer.append_batch_expecting(0, batch(3));
+    let second = writer.append_batch_expecting(3, batch(2));
+    let stale = writer.append_batch_expecting(3, batch(4));
+    let plain = writer.append_batch_with(batch(1));
+    assert_eq!(within(30, first).unwrap(), 0..3);
+    assert_eq!(within(30, second).unwrap(), 3..5);
+    let err = within(30, stale).unwrap_err();
+    assert_eq!(
+        (err.kind(), err.log_end()),
+        (ErrorKind::ConditionFailed, Some(5))
+    );
+    assert_eq!(
+        within(30, plain).unwrap(),
+        5..6,
+        "the refused batch took no offsets"
+    );
+    within(30, writer.close()).unwrap();
+    assert_eq!(within(30, client.scan("cond")).unwrap().len(), 6);
+}

@@ -1,5 +1,6 @@
 //! One request: route it, run it against the client, answer it.
 
+use super::dedup::Begin;
 use super::{read, shutting_down, InFlight, Shared};
 use crate::error::{ApiError, Code, RETRY_AFTER_S};
 use crate::framing::{self, Limits};
@@ -13,13 +14,17 @@ use http::{header, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
+use woodpecker_shards::{LogWriter, Properties};
 
 pub(crate) type Body = Full<Bytes>;
 
 /// Logs per list page when the request does not say.
 const LIST_PAGE_DEFAULT: usize = 1000;
+/// Longest producer id of an idempotent append.
+const PRODUCER_ID_BYTES_MAX: usize = 256;
 /// How long readiness checks may take.
 const READY_LIMIT: Duration = Duration::from_secs(5);
 
@@ -111,6 +116,7 @@ async fn run(
         }
         Route::DeleteLog(name) => {
             shared.writers.forget(&name).await;
+            shared.dedup.forget(&name);
             client.delete_log(&name).await?;
             Ok(empty(StatusCode::NO_CONTENT))
         }
@@ -151,6 +157,8 @@ async fn append(
 ) -> Result<Response<Body>, ApiError> {
     let is_json = content_type(request.headers()).starts_with("application/json");
     let reopen = query.get("reopen").is_some_and(|v| v == "true");
+    let expect = number(query, "expect_offset")?;
+    let producer = producer(query)?;
     let writer = shared.writers.writer(name, reopen).await?;
     let limits = Limits {
         entries_max: shared.config.batch_entries_max,
@@ -195,24 +203,85 @@ async fn append(
             )));
         }
     }
-    let count = entries.len() as u64;
-    let batch = entries
+    let batch: Vec<_> = entries
         .into_iter()
         .map(|entry| (entry.payload, entry.properties))
         .collect();
-    match writer.append_batch_with(batch).await {
-        Ok(range) => json(
-            StatusCode::OK,
-            &JsonAppended {
-                first_offset: range.start,
-                last_offset: range.end - 1,
-                count,
-            },
-        ),
+    let range = match producer {
+        None => write(shared, name, &writer, expect, batch).await?,
+        Some((producer, seq)) => match shared.dedup.begin(name, &producer, seq) {
+            Begin::Append(pending) => {
+                let result = write(shared, name, &writer, expect, batch).await;
+                shared.dedup.finish(name, &producer, seq, &pending, &result);
+                result?
+            }
+            Begin::Again(pending) => pending.wait().await?,
+            Begin::Written(range) => range,
+            Begin::Unknown => {
+                return Err(ApiError::new(
+                    Code::OutcomeUnknown,
+                    format!(
+                        "batch {seq} of producer {producer:?} was sent before and its outcome \
+                         is unknown; read the log to find out whether it was written"
+                    ),
+                ))
+            }
+            Begin::TooOld { oldest } => {
+                return Err(ApiError::new(
+                    Code::SequenceTooOld,
+                    format!(
+                        "batch {seq} of producer {producer:?} is older than the oldest the \
+                         server remembers ({oldest}); read the log to find out whether it \
+                         was written"
+                    ),
+                ))
+            }
+        },
+    };
+    json(
+        StatusCode::OK,
+        &JsonAppended {
+            first_offset: range.start,
+            last_offset: range.end - 1,
+            count: range.end - range.start,
+        },
+    )
+}
+
+/// Appends the batch (if the log ends at `expect`, when given).
+async fn write(
+    shared: &Shared,
+    name: &str,
+    writer: &Arc<LogWriter>,
+    expect: Option<u64>,
+    batch: Vec<(Bytes, Properties)>,
+) -> Result<Range<u64>, ApiError> {
+    let ack = match expect {
+        Some(expected) => writer.append_batch_expecting(expected, batch),
+        None => writer.append_batch_with(batch),
+    };
+    match ack.await {
+        Ok(range) => Ok(range),
         Err(err) => {
-            shared.writers.failed(name, &writer, &err).await;
+            shared.writers.failed(name, writer, &err).await;
             Err(err.into())
         }
+    }
+}
+
+/// The producer id and sequence number of an idempotent batch.
+fn producer(query: &HashMap<String, String>) -> Result<Option<(String, u64)>, ApiError> {
+    match (query.get("producer"), number(query, "seq")?) {
+        (None, None) => Ok(None),
+        (Some(id), Some(seq)) if !id.is_empty() && id.len() <= PRODUCER_ID_BYTES_MAX => {
+            Ok(Some((id.clone(), seq)))
+        }
+        (Some(_), Some(_)) => Err(ApiError::malformed(format!(
+            "producer must be 1 to {PRODUCER_ID_BYTES_MAX} bytes"
+        ))),
+        _ => Err(ApiError::malformed(
+            "producer and seq go together: an idempotent batch needs both",
+        )),
     }
 }
 

@@ -9,6 +9,7 @@
 //! on the first append (which fences any other writer).
 
 mod conn;
+mod dedup;
 mod handlers;
 mod read;
 mod writers;
@@ -68,6 +69,7 @@ pub(crate) struct Shared {
     pub client: Client,
     pub config: ServerConfig,
     pub writers: Writers,
+    pub dedup: dedup::Dedup,
     pub metrics: prometheus::Registry,
     pub requests: prometheus::IntCounterVec,
     stopping: AtomicBool,
@@ -156,6 +158,7 @@ impl Server {
             .expect("a fresh registry takes the request counter");
         let shared = Arc::new(Shared {
             writers: Writers::new(client.clone()),
+            dedup: dedup::Dedup::default(),
             client: client.clone(),
             config,
             metrics,

@@ -75,9 +75,14 @@ impl LogDriver {
             }
             Request::Batch {
                 entries,
+                expect,
                 ack,
                 queued_at,
             } => {
+                if let Some(expected) = expect.filter(|&e| e != self.next_offset) {
+                    let _ = ack.send(Err(Error::condition_failed(expected, self.next_offset)));
+                    return Progress::Done;
+                }
                 if let Some(err) = self.check_batch(&entries) {
                     let _ = ack.send(Err(err));
                     return Progress::Done;

@@ -66,6 +66,9 @@ pub(crate) enum Request {
     },
     Batch {
         entries: Vec<(Bytes, Properties)>,
+        /// Conditional: the offset the first entry must get (the log's end
+        /// when the driver takes the batch), else nothing is written.
+        expect: Option<u64>,
         ack: oneshot::Sender<Result<Range<u64>>>,
         queued_at: Option<Instant>,
     },

@@ -1,0 +1,189 @@
+//! A real `woodpecker serve` process on the real etcd and MinIO, and
+//! the HTTP helpers the service tests share.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use woodpecker_net::framing::{self, FramedEntry, Limits, MEDIA_TYPE};
+
+pub const LIMITS: Limits = Limits {
+    entries_max: 1 << 20,
+    entry_bytes_max: 1 << 24,
+};
+
+pub struct Served {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Served {
+    /// Starts a server on a free port, on MinIO and etcd.
+    pub fn start(extra: &[&str]) -> Served {
+        assert!(
+            std::env::var("WOODPECKER_S3_ENDPOINT").is_ok(),
+            "WOODPECKER_S3_ENDPOINT is not set: start the servers with scripts/servers.sh start"
+        );
+        let mut child = Command::new(env!("CARGO_BIN_EXE_woodpecker"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--store",
+                "s3",
+                "--meta",
+                "etcd",
+            ])
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting woodpecker serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Served {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGTERM, then the exit status within `limit`.
+    pub fn terminate(mut self, limit: Duration) -> std::process::ExitStatus {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "serve did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(60))
+        .build()
+}
+
+/// Status and body of a request, whatever the status.
+pub fn call(request: ureq::Request, body: Option<(&str, &[u8])>) -> (u16, Vec<u8>) {
+    let result = match body {
+        Some((content_type, bytes)) => request.set("content-type", content_type).send_bytes(bytes),
+        None => request.call(),
+    };
+    let response = match result {
+        Ok(response) => response,
+        Err(ureq::Error::Status(_, response)) => response,
+        Err(err) => panic!("request failed: {err}"),
+    };
+    let status = response.status();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut response.into_reader(), &mut bytes).unwrap();
+    (status, bytes)
+}
+
+pub fn json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(bytes)))
+}
+
+pub fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{name}-{}-{nanos}", std::process::id())
+}
+
+pub fn create(agent: &ureq::Agent, served: &Served, name: &str) {
+    let body = format!(r#"{{"name":"{name}"}}"#);
+    let (status, answer) = call(
+        agent.post(&served.url("/v1/logs")),
+        Some(("application/json", body.as_bytes())),
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
+}
+
+pub fn entry(i: u64) -> FramedEntry {
+    FramedEntry {
+        offset: None,
+        payload: bytes::Bytes::from(vec![(i % 251) as u8; 100 + (i as usize * 37) % 3000]),
+        properties: vec![(
+            bytes::Bytes::from(format!("k{}", i % 3)),
+            bytes::Bytes::from(vec![0xff, (i % 256) as u8]),
+        )],
+    }
+}
+
+/// Appends a framed batch; its first offset.
+pub fn append(agent: &ureq::Agent, served: &Served, name: &str, entries: &[FramedEntry]) -> u64 {
+    let body = framing::encode(entries);
+    let (status, answer) = call(
+        agent.post(&served.url(&format!("/v1/logs/{name}/entries"))),
+        Some((MEDIA_TYPE, &body)),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    let answer = json(&answer);
+    assert_eq!(answer["count"], entries.len() as u64);
+    answer["first_offset"].as_u64().unwrap()
+}
+
+/// Every entry of the log, read in bounded pages.
+pub fn read_all(agent: &ureq::Agent, served: &Served, name: &str) -> Vec<FramedEntry> {
+    let mut all = Vec::new();
+    let mut from = 0u64;
+    loop {
+        let url = served.url(&format!(
+            "/v1/logs/{name}/entries?from={from}&max_bytes=100000"
+        ));
+        let (status, body) = call(agent.get(&url), None);
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let page = framing::decode(body.into(), true, LIMITS).unwrap();
+        if page.is_empty() {
+            return all;
+        }
+        from = page.last().unwrap().offset.unwrap() + 1;
+        all.extend(page);
+    }
+}
+
+pub fn assert_holds(read: &[FramedEntry], expected: &[FramedEntry]) {
+    assert_eq!(read.len(), expected.len());
+    for (i, (got, want)) in read.iter().zip(expected).enumerate() {
+        assert_eq!(got.offset, Some(i as u64));
+        assert_eq!(
+            (&got.payload, &got.properties),
+            (&want.payload, &want.properties),
+            "entry {i}"
+        );
+    }
+}
