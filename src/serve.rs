@@ -3,7 +3,7 @@
 //! writers seal); a second signal exits at once.
 
 use std::time::Duration;
-use woodpecker_net::server::{Server, ServerConfig};
+use woodpecker_net::server::{tls, Auth, Server, ServerConfig};
 use woodpecker_tuning::{Flag, Loaded};
 
 #[derive(Debug, clap::Args)]
@@ -40,6 +40,12 @@ pub struct ServeArgs {
     /// serve.shutdown_deadline_ms].
     #[arg(long)]
     shutdown_deadline: Option<String>,
+    /// PEM certificate chain: serve HTTPS [serve.tls_cert_path].
+    #[arg(long)]
+    tls_cert: Option<String>,
+    /// PEM private key of --tls-cert [serve.tls_key_path].
+    #[arg(long)]
+    tls_key: Option<String>,
 }
 
 impl ServeArgs {
@@ -71,6 +77,8 @@ impl ServeArgs {
                 "shutdown-deadline",
                 &self.shutdown_deadline,
             ),
+            ("serve.tls_cert_path", "tls-cert", &self.tls_cert),
+            ("serve.tls_key_path", "tls-key", &self.tls_key),
         ])
     }
 }
@@ -95,7 +103,23 @@ pub fn run(loaded: &Loaded) -> Result<(), String> {
         header_timeout: Duration::from_millis(serve.header_timeout_ms),
         read_wait_max: Duration::from_millis(serve.read_wait_max_ms),
         shutdown_deadline: Duration::from_millis(serve.shutdown_deadline_ms),
+        auth: Auth::new(&serve.tokens, &serve.read_only_tokens),
+        tls: if serve.tls_cert_path.is_empty() {
+            None
+        } else {
+            Some(tls::server_config(
+                &serve.tls_cert_path,
+                &serve.tls_key_path,
+            )?)
+        },
     };
+    if server_config.auth.is_open() && !server_config.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %server_config.listen,
+            "no bearer token is configured (serve.tokens): anyone who reaches this address can \
+             read and write every log"
+        );
+    }
     let server = Server::start(client, server_config).map_err(|e| e.to_string())?;
     // The one line on stdout: scripts and tests read the address from it.
     println!("listening on {}", server.local_addr());

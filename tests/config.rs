@@ -73,11 +73,18 @@ fn config_show_gives_each_value_and_its_origin_with_secrets_masked() {
     let path = fixture().display().to_string();
     let output = woodpecker(
         &["config", "show", "--config", &path],
-        &[("WOODPECKER_STORE_S3_BUCKET", "from-env")],
+        &[
+            ("WOODPECKER_STORE_S3_BUCKET", "from-env"),
+            ("WOODPECKER_SERVE_TOKENS", "tok-one-81f,tok-two-0c2"),
+        ],
     );
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
     assert!(!stdout.contains("minio-secret-for-tests"), "{stdout}");
+    assert!(
+        !stdout.contains("tok-one") && !stdout.contains("tok-two"),
+        "{stdout}"
+    );
     let line = |key: &str| {
         stdout
             .lines()
@@ -85,6 +92,7 @@ fn config_show_gives_each_value_and_its_origin_with_secrets_masked() {
             .unwrap_or_else(|| panic!("no {key}:\n{stdout}"))
     };
     assert!(line("store.s3.secret_key").contains("********"));
+    assert!(line("serve.tokens").contains("******** (2 values)"));
     assert!(line("store.s3.bucket").contains("environment WOODPECKER_STORE_S3_BUCKET"));
     assert!(line("engine.fragment_bytes_max").contains("2097152"));
     assert!(line("engine.fragment_bytes_max")

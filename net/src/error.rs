@@ -32,7 +32,10 @@ pub enum Code {
     /// Another writer took over the log; this server reopens it only when
     /// asked.
     Fenced,
+    /// No bearer token, or not one the server accepts.
     Unauthorized,
+    /// The token may not do this (a read-only token on a write).
+    Forbidden,
     /// Retriable: the object store or etcd is unreachable, or a queue is
     /// full. Nothing was written.
     Unavailable,
@@ -54,6 +57,7 @@ impl Code {
         match self {
             Code::Malformed => 400,
             Code::Unauthorized => 401,
+            Code::Forbidden => 403,
             Code::NotFound => 404,
             Code::MethodNotAllowed => 405,
             Code::NotAcceptable => 406,
@@ -102,7 +106,8 @@ impl Code {
             | Code::SequenceTooOld
             | Code::TooLarge
             | Code::NotAcceptable
-            | Code::Unauthorized => ErrorKind::Invalid,
+            | Code::Unauthorized
+            | Code::Forbidden => ErrorKind::Invalid,
         }
     }
 }

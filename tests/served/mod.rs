@@ -21,6 +21,12 @@ pub struct Served {
 impl Served {
     /// Starts a server on a free port, on MinIO and etcd.
     pub fn start(extra: &[&str]) -> Served {
+        Served::start_with(extra, &[], Stdio::inherit(), "http")
+    }
+
+    /// [`Served::start`] with extra environment, its stderr (the log) sent
+    /// to `stderr`, and the URL scheme of its address.
+    pub fn start_with(extra: &[&str], env: &[(&str, &str)], stderr: Stdio, scheme: &str) -> Served {
         assert!(
             std::env::var("WOODPECKER_S3_ENDPOINT").is_ok(),
             "WOODPECKER_S3_ENDPOINT is not set: start the servers with scripts/servers.sh start"
@@ -37,7 +43,9 @@ impl Served {
             ])
             .args(extra)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .expect("starting woodpecker serve");
         let mut line = String::new();
@@ -51,7 +59,7 @@ impl Served {
             .to_string();
         Served {
             child,
-            base: format!("http://{addr}"),
+            base: format!("{scheme}://{addr}"),
         }
     }
 

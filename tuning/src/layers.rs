@@ -115,6 +115,9 @@ impl Loaded {
 fn render(key: &str, value: &Value) -> String {
     match value {
         Value::String(s) if keys::is_secret(key) && !s.is_empty() => "********".to_string(),
+        Value::Array(items) if keys::is_secret(key) && !items.is_empty() => {
+            format!("******** ({} values)", items.len())
+        }
         Value::String(s) => s.clone(),
         Value::Null => "(none)".to_string(),
         Value::Array(items) => items

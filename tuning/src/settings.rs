@@ -92,6 +92,15 @@ pub struct ServeSettings {
     pub read_wait_max_ms: u64,
     /// How long a graceful shutdown waits for requests in flight.
     pub shutdown_deadline_ms: u64,
+    /// Bearer tokens that may do everything (none, and no read-only
+    /// token: the API is open).
+    pub tokens: Vec<String>,
+    /// Bearer tokens that may only read.
+    pub read_only_tokens: Vec<String>,
+    /// PEM certificate chain: serve HTTPS (with `tls_key_path`).
+    pub tls_cert_path: String,
+    /// PEM private key of the certificate.
+    pub tls_key_path: String,
 }
 
 impl Default for ServeSettings {
@@ -106,6 +115,10 @@ impl Default for ServeSettings {
             header_timeout_ms: 30_000,
             read_wait_max_ms: 30_000,
             shutdown_deadline_ms: 30_000,
+            tokens: Vec::new(),
+            read_only_tokens: Vec::new(),
+            tls_cert_path: String::new(),
+            tls_key_path: String::new(),
         }
     }
 }
@@ -126,6 +139,12 @@ impl Settings {
             .listen
             .parse::<std::net::SocketAddr>()
             .map_err(|e| format!("serve.listen {:?}: {e}", self.serve.listen))?;
+        if self.serve.tls_cert_path.is_empty() != self.serve.tls_key_path.is_empty() {
+            return Err(
+                "serve.tls_cert_path and serve.tls_key_path go together: set both or neither"
+                    .to_string(),
+            );
+        }
         Ok(())
     }
 

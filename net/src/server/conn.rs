@@ -3,13 +3,14 @@
 use super::{handlers, Shared};
 use futures::future::{select, Either};
 use glommio::net::TcpListener;
+use glommio::net::TcpStream;
 use hyper::rt::{Sleep, Timer};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use woodpecker_engine::hyper_io::HyperIo;
+use woodpecker_engine::hyper_io::{HyperIo, Stream};
 
 /// Binds the address on this shard (with `SO_REUSEPORT`, so every shard
 /// has its own listener and the kernel spreads connections over them) and
@@ -44,13 +45,42 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             continue;
         }
         let _ = stream.set_nodelay(true);
-        glommio::spawn_local(serve(shared.clone(), stream)).detach();
+        glommio::spawn_local(handshake_and_serve(shared.clone(), stream)).detach();
     }
+}
+
+/// Serves a connection, over TLS when the server has a certificate. The
+/// handshake must end within the header timeout.
+async fn handshake_and_serve(shared: Arc<Shared>, tcp: TcpStream) {
+    let stream = match shared.config.tls.clone() {
+        None => Some(Stream::Plain(tcp)),
+        Some(config) => {
+            let accept = futures_rustls::TlsAcceptor::from(config).accept(tcp);
+            let limit = futures_timer::Delay::new(shared.config.header_timeout);
+            match select(accept, limit).await {
+                Either::Left((Ok(tls), _)) => Some(Stream::Tls(Box::new(
+                    futures_rustls::TlsStream::Server(tls),
+                ))),
+                Either::Left((Err(err), _)) => {
+                    tracing::debug!(error = %err, "TLS handshake failed");
+                    None
+                }
+                Either::Right(_) => {
+                    tracing::debug!("TLS handshake timed out");
+                    None
+                }
+            }
+        }
+    };
+    if let Some(stream) = stream {
+        serve(&shared, stream).await;
+    }
+    shared.connections.fetch_sub(1, Ordering::AcqRel);
 }
 
 /// Serves one connection until the peer closes it, it idles past the
 /// header timeout, or shutdown (which lets the request in progress end).
-async fn serve(shared: Arc<Shared>, stream: glommio::net::TcpStream) {
+async fn serve(shared: &Arc<Shared>, stream: Stream) {
     let service_shared = shared.clone();
     let service = hyper::service::service_fn(move |request| {
         let shared = service_shared.clone();
@@ -72,7 +102,6 @@ async fn serve(shared: Arc<Shared>, stream: glommio::net::TcpStream) {
     if let Err(err) = result {
         tracing::debug!(error = %err, "connection ended with an error");
     }
-    shared.connections.fetch_sub(1, Ordering::AcqRel);
 }
 
 /// hyper's timer (header timeouts) on `futures-timer`, whose delays are

@@ -35,10 +35,19 @@ pub(crate) async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> R
     let response = match routed {
         Err(err) => error_response(&err),
         Ok(_) if shared.stopping() => error_response(&shutting_down()),
-        Ok(route) => match run(&shared, route, request).await {
-            Ok(response) => response,
-            Err(err) => error_response(&err),
-        },
+        Ok(route) => {
+            match shared
+                .config
+                .auth
+                .check(&route, request.method().as_str(), request.headers())
+            {
+                Err(err) => error_response(&err),
+                Ok(()) => match run(&shared, route, request).await {
+                    Ok(response) => response,
+                    Err(err) => error_response(&err),
+                },
+            }
+        }
     };
     shared
         .requests
@@ -389,6 +398,9 @@ fn error_response(err: &ApiError) -> Response<Body> {
         .header(header::CONTENT_TYPE, "application/json");
     if err.code.retriable() {
         builder = builder.header(header::RETRY_AFTER, RETRY_AFTER_S);
+    }
+    if err.code == Code::Unauthorized {
+        builder = builder.header(header::WWW_AUTHENTICATE, "Bearer");
     }
     if err.code == Code::TooLarge {
         // The body may be left unread: the connection cannot carry another

@@ -8,11 +8,15 @@
 //! data path. The server holds one writer per log it appends to, opened
 //! on the first append (which fences any other writer).
 
+mod auth;
 mod conn;
 mod dedup;
 mod handlers;
 mod read;
+pub mod tls;
 mod writers;
+
+pub use auth::Auth;
 
 use crate::error::{ApiError, Code};
 use event_listener::Event;
@@ -46,6 +50,10 @@ pub struct ServerConfig {
     pub read_wait_max: Duration,
     /// How long shutdown waits for requests in flight.
     pub shutdown_deadline: Duration,
+    /// The bearer tokens accepted (none: the API is open).
+    pub auth: Auth,
+    /// Serve HTTPS with this configuration ([`tls::server_config`]).
+    pub tls: Option<Arc<futures_rustls::rustls::ServerConfig>>,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +68,8 @@ impl Default for ServerConfig {
             header_timeout: Duration::from_secs(30),
             read_wait_max: Duration::from_secs(30),
             shutdown_deadline: Duration::from_secs(30),
+            auth: Auth::default(),
+            tls: None,
         }
     }
 }

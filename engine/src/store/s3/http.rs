@@ -7,87 +7,16 @@
 //! requests never leave the shard's core.
 
 use super::body::BodyPool;
-use crate::hyper_io::{HyperIo, Socket};
+use crate::hyper_io::{HyperIo, Stream};
 use bytes::Bytes;
-use futures_lite::{AsyncRead, AsyncWrite};
 use futures_rustls::rustls;
 use glommio::net::TcpStream;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use std::cell::RefCell;
-use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, RawFd};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
-
-/// A byte stream to the server, plain or TLS.
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl Socket for Stream {
-    fn plain_fd(&self) -> Option<RawFd> {
-        match self {
-            Stream::Plain(tcp) => Some(tcp.as_raw_fd()),
-            Stream::Tls(_) => None,
-        }
-    }
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_close(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
-        }
-    }
-}
 
 /// Where connections go and how.
 pub struct Endpoint {
@@ -219,7 +148,7 @@ impl Pool {
                     .connect(name, tcp)
                     .await
                     .map_err(|e| HttpError::Transport(format!("TLS handshake: {e}")))?;
-                Stream::Tls(Box::new(tls))
+                Stream::Tls(Box::new(futures_rustls::TlsStream::Client(tls)))
             }
         };
         let (sender, connection) = hyper::client::conn::http1::handshake(HyperIo(stream))
