@@ -11,6 +11,7 @@ use crate::json::{
 use crate::routes::{route, Route};
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use std::collections::HashMap;
@@ -19,7 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use woodpecker_shards::{LogWriter, Properties};
 
-pub(crate) type Body = Full<Bytes>;
+/// A response body: whole, or streamed (follow reads).
+pub(crate) type Body = UnsyncBoxBody<Bytes, BoxError>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Logs per list page when the request does not say.
 const LIST_PAGE_DEFAULT: usize = 1000;
@@ -359,11 +362,18 @@ pub(crate) fn number(query: &HashMap<String, String>, name: &str) -> Result<Opti
         .transpose()
 }
 
+/// A body sent whole.
+fn whole(bytes: Bytes) -> Body {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
 pub(crate) fn response(status: StatusCode, content_type: &str, body: Bytes) -> Response<Body> {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, content_type)
-        .body(Full::new(body))
+        .body(whole(body))
         .expect("a valid response")
 }
 
@@ -378,7 +388,7 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 fn empty(status: StatusCode) -> Response<Body> {
     Response::builder()
         .status(status)
-        .body(Full::new(Bytes::new()))
+        .body(whole(Bytes::new()))
         .expect("a valid response")
 }
 
@@ -408,7 +418,7 @@ fn error_response(err: &ApiError) -> Response<Body> {
         builder = builder.header(header::CONNECTION, "close");
     }
     builder
-        .body(Full::new(Bytes::from(err.json())))
+        .body(whole(Bytes::from(err.json())))
         .expect("a valid response")
 }
 

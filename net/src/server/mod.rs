@@ -11,6 +11,7 @@
 mod auth;
 mod conn;
 mod dedup;
+mod follow;
 mod handlers;
 mod read;
 pub mod tls;

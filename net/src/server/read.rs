@@ -1,6 +1,7 @@
 //! Reads: the entries from an offset, bounded in entries and bytes, as the
 //! binary framing or JSON.
 
+use super::follow::{self, Form};
 use super::handlers::{json, number, response, Body};
 use super::Shared;
 use crate::error::{ApiError, Code};
@@ -42,14 +43,36 @@ pub(super) async fn read(
         return Err(ApiError::malformed("max_entries must be positive"));
     }
     let start = match query.get("from").map(String::as_str) {
-        None | Some("earliest") => StartAt::Earliest,
+        None => match last_event_id(headers)? {
+            Some(id) => StartAt::Offset(id + 1),
+            None => StartAt::Earliest,
+        },
+        Some("earliest") => StartAt::Earliest,
         Some("latest") => StartAt::Latest,
         Some(n) => StartAt::Offset(n.parse().map_err(|_| {
             ApiError::malformed(format!("from={n:?}: a number, earliest or latest"))
         })?),
     };
-    let as_json = wants_json(query, headers)?;
     let client = &shared.client;
+    match query.get("follow").map(String::as_str) {
+        None | Some("false") => {}
+        Some("true") => {
+            let form = if wants_sse(query, headers)? {
+                Form::Sse
+            } else {
+                Form::Binary
+            };
+            let max_entries = number(query, "max_entries")?;
+            let reader = client.open_reader(name, start).await?;
+            return Ok(follow::respond(shared.clone(), reader, form, max_entries));
+        }
+        Some(other) => {
+            return Err(ApiError::malformed(format!(
+                "follow={other:?}: true or false"
+            )))
+        }
+    }
+    let as_json = wants_json(query, headers)?;
     let status = client.log_status(name).await?;
     let end = status.end_offset;
     let first_retained = status
@@ -117,6 +140,36 @@ pub(super) async fn read(
         .headers_mut()
         .insert(NEXT_OFFSET_HEADER, HeaderValue::from(next));
     Ok(answer)
+}
+
+/// Where an SSE client that reconnects left off (`Last-Event-ID`, the
+/// offset of the last entry it received).
+fn last_event_id(headers: &http::HeaderMap) -> Result<Option<u64>, ApiError> {
+    headers
+        .get("last-event-id")
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| ApiError::malformed("Last-Event-ID is not an offset"))
+        })
+        .transpose()
+}
+
+/// Whether a follow read is Server-Sent Events: `format=sse`, or an
+/// `Accept` naming `text/event-stream`; else the binary framing.
+fn wants_sse(query: &HashMap<String, String>, headers: &http::HeaderMap) -> Result<bool, ApiError> {
+    match query.get("format").map(String::as_str) {
+        Some("sse") => Ok(true),
+        Some("binary") => Ok(false),
+        Some(other) => Err(ApiError::malformed(format!(
+            "format={other:?}: a follow read is sse or binary"
+        ))),
+        None => Ok(headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/event-stream"))),
+    }
 }
 
 /// Whether the answer is JSON: `format=json`, or an `Accept` naming JSON
