@@ -14,7 +14,11 @@ use woodpecker_engine::Result;
 
 type FirstSeen = HashMap<(LogId, SegmentId), Instant>;
 
-pub(crate) fn spawn_auditor(services: ShardServices, shard: usize, shards: usize) {
+pub(crate) fn spawn_auditor(
+    services: ShardServices,
+    shard: usize,
+    shards: usize,
+) -> glommio::task::JoinHandle<()> {
     glommio::spawn_local(async move {
         let interval = Duration::from_millis(services.config.audit_interval_ms);
         let mut seen = FirstSeen::new();
@@ -30,7 +34,7 @@ pub(crate) fn spawn_auditor(services: ShardServices, shard: usize, shards: usize
             }
         }
     })
-    .detach();
+    .detach()
 }
 
 /// One pass over the logs this shard owns; with `seen`, a segment is

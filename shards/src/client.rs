@@ -127,8 +127,9 @@ impl Client {
                         drivers: Default::default(),
                         stats: shard_stats,
                     };
-                    crate::audit::spawn_auditor(services.clone(), shard, shards_total);
-                    shard_main(services, ring).await;
+                    let auditor =
+                        crate::audit::spawn_auditor(services.clone(), shard, shards_total);
+                    shard_main(services, ring, auditor).await;
                 },
             )
             .map_err(|e| Error::new(ErrorKind::Unavailable, e.to_string()))?;
@@ -488,7 +489,11 @@ fn closed(detail: &str) -> Error {
 
 /// The shard's control loop: runs jobs until the client shuts down, then
 /// waits for its log writers to finish closing.
-async fn shard_main(services: ShardServices, control: Arc<Ring<Control>>) {
+async fn shard_main(
+    services: ShardServices,
+    control: Arc<Ring<Control>>,
+    auditor: glommio::task::JoinHandle<()>,
+) {
     let jobs = glommio::sync::Gate::new();
     loop {
         poll_fn(|cx| control.poll_ready(cx)).await;
@@ -511,7 +516,19 @@ async fn shard_main(services: ShardServices, control: Arc<Ring<Control>>) {
     }
     let _ = jobs.close().await;
     services.drivers_done().await;
+    // The executor stops with this function, and a task it never polls
+    // again is never dropped: let go of what would keep sockets and the
+    // metadata client alive. The auditor holds the services; the store's
+    // idle connections hold their sockets, which close once their tasks
+    // see them dropped, a turn of the reactor later.
+    auditor.cancel();
+    services.store.close_idle();
+    drop(services);
+    glommio::timer::sleep(SHUTDOWN_SETTLE).await;
 }
+
+/// How long a stopping shard lets its connection tasks end.
+const SHUTDOWN_SETTLE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// What [`Client::log_status`] reports.
 #[derive(Debug, Clone)]

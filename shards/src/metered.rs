@@ -72,6 +72,10 @@ pub(crate) fn error_kind(err: &StoreError) -> &'static str {
 
 #[async_trait(?Send)]
 impl ObjectStore for MeteredStore {
+    fn close_idle(&self) {
+        self.inner.close_idle();
+    }
+
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
         self.timed(Op::Put, self.inner.put(key, data)).await
     }

@@ -166,6 +166,11 @@ pub trait ObjectStore {
     ) -> StoreResult<ListPage>;
     /// Deletes `key`; deleting a missing key succeeds.
     async fn delete(&self, key: &str) -> StoreResult<()>;
+
+    /// Lets go of pooled idle connections (the shard is stopping), so
+    /// their sockets close; a later call opens new ones. Nothing by
+    /// default (stores without connections).
+    fn close_idle(&self) {}
 }
 
 /// Keys per listing page asked of a store (S3 answers at most 1000).

@@ -226,6 +226,12 @@ impl Pool {
         outcome
     }
 
+    /// Drops the idle connections: each one's task then ends and closes
+    /// its socket.
+    pub fn close_idle(&self) {
+        self.idle.borrow_mut().clear();
+    }
+
     fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {
         let mut idle = self.idle.borrow_mut();
         while let Some(sender) = idle.pop() {

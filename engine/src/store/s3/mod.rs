@@ -425,6 +425,10 @@ fn content_length(key: &str, response: &Response) -> StoreResult<u64> {
 
 #[async_trait(?Send)]
 impl ObjectStore for S3Store {
+    fn close_idle(&self) {
+        self.pool.close_idle();
+    }
+
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
         self.put_object(key, data, false, None).await.map(|_| ())
     }
