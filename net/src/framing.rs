@@ -127,6 +127,69 @@ pub fn decode(
     Ok(entries)
 }
 
+/// Takes the whole entries at the front of `buf`, a stream's bytes as
+/// they arrive (a follow read), and leaves a partial last entry in it for
+/// the next call. Fails as soon as the entry in front breaks a limit,
+/// without waiting for its bytes.
+pub fn decode_stream(
+    buf: &mut BytesMut,
+    with_offsets: bool,
+    limits: Limits,
+) -> Result<Vec<FramedEntry>, FramingError> {
+    let mut entries = Vec::new();
+    while let Some(len) = whole_entry_len(buf, with_offsets, limits)? {
+        let one = Limits {
+            entries_max: 1,
+            ..limits
+        };
+        entries.extend(decode(buf.split_to(len).freeze(), with_offsets, one)?);
+    }
+    Ok(entries)
+}
+
+/// The length of the entry at the front of `buf` if all of it is there.
+fn whole_entry_len(
+    buf: &[u8],
+    with_offsets: bool,
+    limits: Limits,
+) -> Result<Option<usize>, FramingError> {
+    let too_large = |bytes| FramingError::EntryTooLarge {
+        entry: 0,
+        bytes,
+        max: limits.entry_bytes_max,
+    };
+    let mut at = if with_offsets { 8 } else { 0 };
+    let Some(head) = buf.get(at..at + ENTRY_HEAD_BYTES) else {
+        return Ok(None);
+    };
+    let payload_len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+    let property_count = u16::from_le_bytes(head[4..].try_into().expect("2 bytes")) as usize;
+    let mut bytes = payload_len;
+    if bytes > limits.entry_bytes_max {
+        return Err(too_large(bytes));
+    }
+    at += ENTRY_HEAD_BYTES;
+    for _ in 0..property_count {
+        let Some(key) = buf.get(at..at + 2) else {
+            return Ok(None);
+        };
+        let key_len = u16::from_le_bytes(key.try_into().expect("2 bytes")) as usize;
+        at += 2 + key_len;
+        let Some(value) = buf.get(at..at + 4) else {
+            return Ok(None);
+        };
+        let value_len = u32::from_le_bytes(value.try_into().expect("4 bytes")) as usize;
+        at += 4;
+        bytes = bytes.saturating_add(key_len + value_len);
+        if bytes > limits.entry_bytes_max {
+            return Err(too_large(bytes));
+        }
+        at += value_len;
+    }
+    at += payload_len;
+    Ok((buf.len() >= at).then_some(at))
+}
+
 /// Bytes `entry` takes when encoded.
 pub fn encoded_len(entry: &FramedEntry) -> usize {
     entry.offset.map_or(0, |_| 8)
@@ -249,6 +312,32 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn a_stream_decodes_the_same_whatever_its_chunks(
+            payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..20),
+            cuts in proptest::collection::vec(0usize..4000, 0..10),
+        ) {
+            let entries: Vec<FramedEntry> = payloads
+                .iter()
+                .enumerate()
+                .map(|(i, p)| entry(Some(i as u64), p, &[(b"key", &p[..p.len().min(5)])]))
+                .collect();
+            let body = encode(&entries);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (body.len() + 1)).collect();
+            cuts.push(body.len());
+            cuts.sort_unstable();
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            let mut from = 0;
+            for cut in cuts {
+                buf.extend_from_slice(&body[from..cut]);
+                from = cut;
+                got.extend(decode_stream(&mut buf, true, LIMITS).unwrap());
+            }
+            prop_assert!(buf.is_empty());
+            prop_assert_eq!(got, entries);
+        }
+
         #[test]
         fn round_trips(
             raw in proptest::collection::vec(

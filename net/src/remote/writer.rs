@@ -1,0 +1,415 @@
+//! The remote writer: appends queue in call order; one task sends them,
+//! one batch request at a time, everything queued while the request
+//! before was in flight going out in the next (up to `batch_bytes_max`).
+//! Each request names this writer's producer id and its sequence number,
+//! so the retries of a request that failed retriably (the server
+//! unreachable, 503) cannot write it twice.
+
+use super::{answer_error, transport, Inner};
+use crate::framing::{self, FramedEntry, MEDIA_TYPE};
+use crate::json::JsonAppended;
+use bytes::Bytes;
+use futures::channel::oneshot;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use woodpecker_engine::meta::LogInfo;
+use woodpecker_engine::{Error, ErrorKind, Result};
+use woodpecker_shards::Properties;
+
+/// Entries of one request at most (the server's default limit).
+const BATCH_ENTRIES_MAX: usize = 65_536;
+
+type Entries = Vec<(Bytes, Properties)>;
+
+struct Queued {
+    entries: Entries,
+    /// Conditional: the offset its first entry must get (sent alone).
+    expect: Option<u64>,
+    bytes: usize,
+    ack: oneshot::Sender<Result<Range<u64>>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Queued>,
+    bytes: usize,
+    closing: bool,
+    /// Set when the writer stopped: every later append fails with it.
+    failed: Option<Error>,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    more: tokio::sync::Notify,
+    durable: AtomicU64,
+}
+
+/// The writer of one log through a server. Appends from any thread keep
+/// call order; each [`RemoteAck`] resolves once its entries are durable.
+pub struct RemoteWriter {
+    shared: Arc<Shared>,
+    log: LogInfo,
+    epoch: u64,
+    done: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    queue_bytes_max: usize,
+}
+
+impl RemoteWriter {
+    pub(super) fn start(inner: Arc<Inner>, log: LogInfo, epoch: u64) -> RemoteWriter {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            more: tokio::sync::Notify::new(),
+            durable: AtomicU64::new(0),
+        });
+        let queue_bytes_max = inner.config.writer_queue_bytes_max;
+        let task = inner.spawn(send_loop(inner.clone(), shared.clone(), log.name.clone()));
+        RemoteWriter {
+            shared,
+            log,
+            epoch,
+            done: Mutex::new(Some(task)),
+            queue_bytes_max,
+        }
+    }
+
+    pub fn log(&self) -> &LogInfo {
+        &self.log
+    }
+
+    /// The fencing epoch the server's writer holds.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Every entry this writer appended below this offset is durable.
+    pub fn durable_offset(&self) -> u64 {
+        self.shared.durable.load(Ordering::Acquire)
+    }
+
+    pub fn append(&self, payload: impl Into<Bytes>) -> RemoteAck<u64> {
+        self.append_with(payload, Properties::new())
+    }
+
+    pub fn append_with(&self, payload: impl Into<Bytes>, props: Properties) -> RemoteAck<u64> {
+        let ack = self.append_batch_with(vec![(payload.into(), props)]);
+        RemoteAck {
+            rx: ack.rx,
+            map: |range: Range<u64>| range.start,
+        }
+    }
+
+    pub fn append_batch(&self, entries: Vec<Bytes>) -> RemoteAck<Range<u64>> {
+        self.append_batch_with(
+            entries
+                .into_iter()
+                .map(|p| (p, Properties::new()))
+                .collect(),
+        )
+    }
+
+    /// Appends entries with consecutive offsets. Fails at once with a
+    /// retriable `Unavailable` if the queue holds `writer_queue_bytes_max`.
+    pub fn append_batch_with(&self, entries: Entries) -> RemoteAck<Range<u64>> {
+        self.enqueue(entries, None)
+    }
+
+    /// Conditional [`Self::append_batch_with`]: written only if its first
+    /// entry gets offset `expected`; otherwise `ConditionFailed`
+    /// (`Error::log_end` gives the end) and nothing is written. Sent as a
+    /// request of its own.
+    pub fn append_batch_expecting(&self, expected: u64, entries: Entries) -> RemoteAck<Range<u64>> {
+        self.enqueue(entries, Some(expected))
+    }
+
+    fn enqueue(&self, entries: Entries, expect: Option<u64>) -> RemoteAck<Range<u64>> {
+        let (ack, rx) = oneshot::channel();
+        let bytes = entries
+            .iter()
+            .map(|(p, props)| {
+                6 + p.len()
+                    + props
+                        .iter()
+                        .map(|(k, v)| 6 + k.len() + v.len())
+                        .sum::<usize>()
+            })
+            .sum();
+        let refused = {
+            let mut queue = self.shared.queue.lock().expect("writer queue");
+            if let Some(err) = &queue.failed {
+                Some(Error::new(
+                    ErrorKind::WriterFailed,
+                    format!("the writer stopped: {}", err.detail()),
+                ))
+            } else if queue.closing {
+                Some(Error::new(ErrorKind::Closed, "the writer is closed"))
+            } else if entries.is_empty() {
+                Some(Error::new(ErrorKind::Invalid, "empty batch"))
+            } else if !queue.items.is_empty() && queue.bytes + bytes > self.queue_bytes_max {
+                Some(Error::new(
+                    ErrorKind::Unavailable,
+                    "the remote writer's queue is full; retry later",
+                ))
+            } else {
+                queue.bytes += bytes;
+                queue.items.push_back(Queued {
+                    entries,
+                    expect,
+                    bytes,
+                    ack,
+                });
+                None
+            }
+        };
+        match refused {
+            Some(err) => {
+                let (ack, rx) = oneshot::channel();
+                let _ = ack.send(Err(err));
+                RemoteAck { rx, map: identity }
+            }
+            None => {
+                self.shared.more.notify_one();
+                RemoteAck { rx, map: identity }
+            }
+        }
+    }
+
+    /// Sends what is queued, waits until it is durable, and stops. The
+    /// server keeps its writer of the log for its other clients.
+    pub async fn close(self) -> Result<()> {
+        {
+            let mut queue = self.shared.queue.lock().expect("writer queue");
+            queue.closing = true;
+        }
+        self.shared.more.notify_one();
+        let task = self.done.lock().expect("writer task").take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        let failed = self
+            .shared
+            .queue
+            .lock()
+            .expect("writer queue")
+            .failed
+            .clone();
+        match failed {
+            Some(err) if err.kind() != ErrorKind::Closed => Err(err),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for RemoteWriter {
+    fn drop(&mut self) {
+        // Queued appends still go out; the task ends once they have.
+        self.shared.queue.lock().expect("writer queue").closing = true;
+        self.shared.more.notify_one();
+    }
+}
+
+fn identity(range: Range<u64>) -> Range<u64> {
+    range
+}
+
+/// An append's acknowledgement: its offset (or a batch's range) once
+/// durable. Dropping it does not cancel the append.
+#[must_use = "an append is known to be durable only through its ack"]
+pub struct RemoteAck<T> {
+    rx: oneshot::Receiver<Result<Range<u64>>>,
+    map: fn(Range<u64>) -> T,
+}
+
+impl<T> Future for RemoteAck<T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let this = self.get_mut();
+        Pin::new(&mut this.rx).poll(cx).map(|answer| match answer {
+            Ok(result) => result.map(this.map),
+            Err(_) => Err(Error::new(ErrorKind::Closed, "the remote writer stopped")),
+        })
+    }
+}
+
+/// A producer id no other writer uses: process, time, and a counter.
+fn producer_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "remote-{}-{nanos:x}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+async fn send_loop(inner: Arc<Inner>, shared: Arc<Shared>, log: String) {
+    let producer = producer_id();
+    let mut seq = 0u64;
+    loop {
+        let batch = loop {
+            let notified = shared.more.notified();
+            {
+                let mut queue = shared.queue.lock().expect("writer queue");
+                if !queue.items.is_empty() {
+                    break take_batch(&mut queue, inner.config.batch_bytes_max);
+                }
+                if queue.closing || queue.failed.is_some() {
+                    return;
+                }
+            }
+            notified.await;
+        };
+        seq += 1;
+        let result = send_batch(&inner, &log, &producer, seq, &batch).await;
+        let mut next = result.as_ref().map(|range| range.start).unwrap_or(0);
+        if let Ok(range) = &result {
+            shared.durable.fetch_max(range.end, Ordering::AcqRel);
+        }
+        for queued in batch {
+            let answer = match &result {
+                Ok(_) => {
+                    let count = queued.entries.len() as u64;
+                    next += count;
+                    Ok(next - count..next)
+                }
+                Err(err) => Err(err.clone()),
+            };
+            let _ = queued.ack.send(answer);
+        }
+        if let Err(err) = result {
+            if err.needs_reopen() || err.kind() == ErrorKind::Unavailable {
+                fail_queued(&shared, err);
+                return;
+            }
+        }
+    }
+}
+
+/// Takes queued appends, in order, up to `bytes_max` (at least one).
+fn take_batch(queue: &mut Queue, bytes_max: usize) -> Vec<Queued> {
+    let mut batch = Vec::new();
+    let (mut bytes, mut entries) = (0, 0);
+    while let Some(front) = queue.items.front() {
+        let fits = bytes + front.bytes <= bytes_max
+            && entries + front.entries.len() <= BATCH_ENTRIES_MAX
+            && front.expect.is_none();
+        if !batch.is_empty() && !fits {
+            break;
+        }
+        let alone = front.expect.is_some();
+        let queued = queue.items.pop_front().expect("checked");
+        bytes += queued.bytes;
+        entries += queued.entries.len();
+        queue.bytes -= queued.bytes;
+        batch.push(queued);
+        if alone {
+            break;
+        }
+    }
+    batch
+}
+
+/// Stops the writer: what is still queued was never sent.
+fn fail_queued(shared: &Shared, err: Error) {
+    let queued: Vec<Queued> = {
+        let mut queue = shared.queue.lock().expect("writer queue");
+        queue.failed = Some(err.clone());
+        queue.bytes = 0;
+        queue.items.drain(..).collect()
+    };
+    for queued in queued {
+        let _ = queued.ack.send(Err(Error::new(
+            ErrorKind::WriterFailed,
+            format!("never sent: an earlier append failed: {}", err.detail()),
+        )));
+    }
+}
+
+/// One batch request, retried with the same sequence number while the
+/// failure is retriable, up to the retry deadline.
+async fn send_batch(
+    inner: &Inner,
+    log: &str,
+    producer: &str,
+    seq: u64,
+    batch: &[Queued],
+) -> Result<Range<u64>> {
+    let framed: Vec<FramedEntry> = batch
+        .iter()
+        .flat_map(|q| &q.entries)
+        .map(|(payload, props)| FramedEntry {
+            offset: None,
+            payload: payload.clone(),
+            properties: props.clone(),
+        })
+        .collect();
+    let body = framing::encode(&framed);
+    let mut url = inner.url(&["v1", "logs", log, "entries"]);
+    url.query_pairs_mut()
+        .append_pair("producer", producer)
+        .append_pair("seq", &seq.to_string());
+    if let Some(expected) = batch.first().and_then(|q| q.expect) {
+        url.query_pairs_mut()
+            .append_pair("expect_offset", &expected.to_string());
+    }
+    let deadline = Instant::now() + inner.config.retry_deadline;
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        let mut request = inner
+            .http
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, MEDIA_TYPE)
+            .body(body.clone());
+        if let Some(token) = &inner.config.token {
+            request = request.bearer_auth(token);
+        }
+        let error = match request.send().await {
+            Err(err) => transport(err),
+            Ok(response) => {
+                let status = response.status();
+                match response.bytes().await {
+                    Err(err) => transport(err),
+                    Ok(body) if status.is_success() => {
+                        let appended: JsonAppended =
+                            serde_json::from_slice(&body).map_err(|e| {
+                                Error::new(
+                                    ErrorKind::OutcomeUnknown,
+                                    format!("the server's answer: {e}"),
+                                )
+                            })?;
+                        return Ok(appended.first_offset..appended.last_offset + 1);
+                    }
+                    Ok(body) => answer_error(status, &body),
+                }
+            }
+        };
+        let retriable = matches!(
+            error.kind(),
+            ErrorKind::Unavailable | ErrorKind::WriterFailed | ErrorKind::Closed
+        );
+        if !retriable {
+            return Err(error);
+        }
+        if Instant::now() + backoff > deadline {
+            // The last attempt may have reached the server.
+            return Err(Error::new(
+                ErrorKind::OutcomeUnknown,
+                format!(
+                    "no answer within the retry deadline of {:?}: {}",
+                    inner.config.retry_deadline,
+                    error.detail()
+                ),
+            ));
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
