@@ -87,7 +87,12 @@ pub fn run(loaded: &Loaded) -> Result<(), String> {
     // Blocked here, before any thread starts, so every thread inherits the
     // mask and the signals wait for `sigwait` below.
     let signals = block_signals();
-    let settings = &loaded.settings;
+    let mut settings = loaded.settings.clone();
+    // A server is the cache in front of object storage for its readers.
+    if loaded.is_default("engine.fragment_cache_bytes") {
+        settings.engine.fragment_cache_bytes = SERVE_FRAGMENT_CACHE_BYTES;
+    }
+    let settings = &settings;
     let client = crate::start::client(settings)?;
     let serve = &settings.serve;
     let server_config = ServerConfig {
@@ -136,6 +141,9 @@ pub fn run(loaded: &Loaded) -> Result<(), String> {
         Err("requests were still in flight at the shutdown deadline".to_string())
     }
 }
+
+/// `engine.fragment_cache_bytes` of a server unless configured.
+const SERVE_FRAGMENT_CACHE_BYTES: usize = 256 << 20;
 
 fn to_usize(value: u64) -> usize {
     usize::try_from(value).unwrap_or(usize::MAX)

@@ -162,3 +162,47 @@ fn an_open_follow_stream_ends_at_a_graceful_shutdown() {
     let read = framing::decode(body.into(), true, LIMITS).unwrap();
     assert_eq!(read.len(), 10, "what was durable was streamed first");
 }
+
+/// A metric's value from a server's `/metrics` (0 if absent).
+fn metric(served: &Served, line_start: &str) -> f64 {
+    let (_, body) = call(agent().get(&served.url("/metrics")), None);
+    String::from_utf8(body)
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn four_followers_on_a_second_server_cost_one_get_per_fragment() {
+    let writing = Served::start(&[]);
+    let reading = Served::start(&[]);
+    let name = unique("cache");
+    create(&agent(), &writing, &name);
+    append_slowly(&writing, &name, 0, 200);
+    let fragments = metric(&writing, "woodpecker_fragments_uploaded_total");
+    assert!(fragments >= 5.0, "{fragments} fragments");
+    let gets = "woodpecker_store_request_duration_seconds_count{op=\"get\"}";
+    let before = metric(&reading, gets);
+    std::thread::scope(|scope| {
+        let followers: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    let url = format!("/v1/logs/{name}/entries?follow=true&from=0&max_entries=200");
+                    let (_, body) = follow(&reading, &url, "*/*");
+                    framing::decode(body.into(), true, LIMITS).unwrap().len()
+                })
+            })
+            .collect();
+        for follower in followers {
+            assert_eq!(follower.join().unwrap(), 200);
+        }
+    });
+    let fetched = metric(&reading, gets) - before;
+    assert!(
+        fetched <= fragments,
+        "four followers made {fetched} GETs for {fragments} fragments"
+    );
+    assert!(metric(&reading, "woodpecker_fragment_cache_hits_total") >= 2.0 * fragments);
+}

@@ -90,6 +90,7 @@ impl Client {
             let shard_stats = stats.clone();
             let shards_total = config.shards;
             let stalls = config.stall_detection;
+            let cache_bytes = config.fragment_cache_bytes / config.shards;
             let handle = spawn_shard(
                 &format!("woodpecker-shard-{shard}"),
                 core,
@@ -100,6 +101,11 @@ impl Client {
                         Ok(store) => {
                             let store =
                                 crate::metered::MeteredStore::wrap(store, shard_stats.clone());
+                            let store = crate::cache::CachedStore::wrap(
+                                store,
+                                cache_bytes,
+                                shard_stats.clone(),
+                            );
                             let _ = ready_tx.send(Ok(()));
                             store
                         }

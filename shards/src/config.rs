@@ -94,6 +94,11 @@ pub struct Config {
     pub key_prefix: String,
     /// Fragment bytes a reader fetches ahead of its caller. Default 64 MiB.
     pub reader_prefetch_bytes_max: usize,
+    /// Bytes of recently written and fetched fragments each client keeps
+    /// in memory, split over its shards, so readers at a log's tail and
+    /// readers of the same range share GETs. 0 (the default) keeps none;
+    /// `woodpecker serve` keeps 256 MiB unless configured.
+    pub fragment_cache_bytes: usize,
     /// Segments wholly below a log's truncation point are deleted (objects
     /// and records) once they have been seen there this long. Default 10 min.
     pub retention_ms: u64,
@@ -139,6 +144,7 @@ impl Default for Config {
             segment_age_max_ms: 600_000,
             key_prefix: "wal".to_string(),
             reader_prefetch_bytes_max: 64 << 20,
+            fragment_cache_bytes: 0,
             retention_ms: 600_000,
             audit_interval_ms: 30_000,
             stall_detection: cfg!(debug_assertions),

@@ -8,6 +8,7 @@
 mod admin;
 mod audit;
 pub mod buffer;
+mod cache;
 pub mod client;
 pub mod config;
 mod driver;

@@ -17,7 +17,7 @@ pub struct Metrics {
 }
 
 /// Name, help and value of each counter.
-fn counters(s: &StatsSnapshot) -> [(&'static str, &'static str, f64); 11] {
+fn counters(s: &StatsSnapshot) -> [(&'static str, &'static str, f64); 13] {
     [
         (
             "woodpecker_appends_total",
@@ -68,6 +68,16 @@ fn counters(s: &StatsSnapshot) -> [(&'static str, &'static str, f64); 11] {
             "woodpecker_segments_deleted_total",
             "Segments the retention auditor deleted",
             s.segments_deleted as f64,
+        ),
+        (
+            "woodpecker_fragment_cache_hits_total",
+            "Reads the fragment cache answered, or joined to a GET in flight",
+            s.cache_hits as f64,
+        ),
+        (
+            "woodpecker_fragment_cache_misses_total",
+            "Whole-fragment reads the fragment cache passed on to the store",
+            s.cache_misses as f64,
         ),
         (
             "woodpecker_upload_busy_seconds_total",

@@ -22,6 +22,8 @@ pub struct Stats {
     pub(crate) segment_seals: AtomicU64,
     pub(crate) fences: AtomicU64,
     pub(crate) truncations: AtomicU64,
+    pub(crate) cache_hits: AtomicU64,
+    pub(crate) cache_misses: AtomicU64,
     /// Each shard's buffer pool (shared handles), read when scraped.
     pub(crate) pools: Mutex<Vec<crate::buffer::BufferPool>>,
     /// Each open reader's progress and each open writer's ingest ring,
@@ -156,6 +158,10 @@ pub struct StatsSnapshot {
     pub fences: u64,
     /// Truncation points this client moved.
     pub truncations: u64,
+    /// Reads the fragment cache answered (or joined to a GET in flight).
+    pub cache_hits: u64,
+    /// Whole-object reads the fragment cache passed on to the store.
+    pub cache_misses: u64,
     /// Pooled fragment buffers in use now (open, closed or uploading
     /// fragments), all shards.
     pub buffers_in_use: u64,
@@ -183,6 +189,8 @@ impl Stats {
             segment_seals: self.segment_seals.load(Ordering::Relaxed),
             fences: self.fences.load(Ordering::Relaxed),
             truncations: self.truncations.load(Ordering::Relaxed),
+            cache_hits: self.cache_hits.load(Ordering::Relaxed),
+            cache_misses: self.cache_misses.load(Ordering::Relaxed),
             reader_lag_max: self
                 .readers
                 .live()
