@@ -42,10 +42,69 @@ struct State {
     fetching: HashMap<String, Rc<Fetch>>,
 }
 
+/// A GET in flight that later readers of the key wait for.
 #[derive(Default)]
 struct Fetch {
-    result: RefCell<Option<StoreResult<Bytes>>>,
+    outcome: RefCell<Outcome>,
     done: Event,
+}
+
+#[derive(Default, Clone)]
+enum Outcome {
+    #[default]
+    Pending,
+    Done(StoreResult<Bytes>),
+    /// The fetching caller was dropped mid-GET (a reader closed while it
+    /// prefetched): its waiters fetch again themselves.
+    Abandoned,
+}
+
+impl Fetch {
+    /// The first caller's result, or `None` if it gave up.
+    async fn wait(&self) -> Option<StoreResult<Bytes>> {
+        loop {
+            let listener = self.done.listen();
+            match self.outcome.borrow().clone() {
+                Outcome::Done(result) => return Some(result),
+                Outcome::Abandoned => return None,
+                Outcome::Pending => {}
+            }
+            listener.await;
+        }
+    }
+}
+
+/// The fetching caller's registration: it settles the fetch however the
+/// caller ends, dropped mid-GET included, so no waiter waits forever.
+struct Fetching<'a> {
+    store: &'a CachedStore,
+    key: &'a str,
+    fetch: Rc<Fetch>,
+}
+
+impl Fetching<'_> {
+    fn settle(&self, outcome: Outcome) {
+        {
+            let mut state = self.store.state.borrow_mut();
+            if state
+                .fetching
+                .get(self.key)
+                .is_some_and(|f| Rc::ptr_eq(f, &self.fetch))
+            {
+                state.fetching.remove(self.key);
+            }
+        }
+        *self.fetch.outcome.borrow_mut() = outcome;
+        self.fetch.done.notify(usize::MAX);
+    }
+}
+
+impl Drop for Fetching<'_> {
+    fn drop(&mut self) {
+        if matches!(*self.fetch.outcome.borrow(), Outcome::Pending) {
+            self.settle(Outcome::Abandoned);
+        }
+    }
 }
 
 impl CachedStore {
@@ -182,34 +241,40 @@ impl ObjectStore for CachedStore {
     }
 
     async fn get(&self, key: &str) -> StoreResult<Bytes> {
-        if let Some(bytes) = self.lookup(key) {
-            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(bytes);
-        }
-        let joined = self.state.borrow().fetching.get(key).cloned();
-        if let Some(fetch) = joined {
-            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-            loop {
-                let listener = fetch.done.listen();
-                if let Some(result) = fetch.result.borrow().clone() {
-                    return result;
-                }
-                listener.await;
+        let fetch = loop {
+            if let Some(bytes) = self.lookup(key) {
+                self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(bytes);
             }
-        }
+            let joined = self.state.borrow().fetching.get(key).cloned();
+            match joined {
+                Some(fetch) => {
+                    if let Some(result) = fetch.wait().await {
+                        self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+                        return result;
+                    }
+                }
+                None => {
+                    let fetch = Rc::new(Fetch::default());
+                    self.state
+                        .borrow_mut()
+                        .fetching
+                        .insert(key.to_string(), fetch.clone());
+                    break fetch;
+                }
+            }
+        };
         self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
-        let fetch = Rc::new(Fetch::default());
-        self.state
-            .borrow_mut()
-            .fetching
-            .insert(key.to_string(), fetch.clone());
+        let fetching = Fetching {
+            store: self,
+            key,
+            fetch,
+        };
         let result = self.inner.get(key).await;
-        self.state.borrow_mut().fetching.remove(key);
         if let Ok(bytes) = &result {
             self.keep(key, bytes.clone());
         }
-        *fetch.result.borrow_mut() = Some(result.clone());
-        fetch.done.notify(usize::MAX);
+        fetching.settle(Outcome::Done(result.clone()));
         result
     }
 
@@ -240,5 +305,44 @@ impl ObjectStore for CachedStore {
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.forget(key);
         self.inner.delete(key).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use woodpecker_engine::store::fault::{FaultRule, FaultStore};
+    use woodpecker_engine::store::memory::MemoryStore;
+    use woodpecker_engine::store::Op;
+
+    #[test]
+    fn a_get_dropped_mid_flight_holds_up_no_later_get() {
+        glommio::LocalExecutor::default().run(async {
+            let slow = FaultStore::new(MemoryStore::new(), 1);
+            slow.put("k", Bytes::from_static(b"fragment"))
+                .await
+                .unwrap();
+            slow.add_rule(FaultRule {
+                ops: vec![Op::Get],
+                latency: Duration::from_millis(100),
+                ..FaultRule::default()
+            });
+            let cached = CachedStore::wrap(Rc::new(slow), 1 << 20, Arc::new(Stats::default()));
+            // A reader that closes while it prefetches drops its GET.
+            let abandoned = glommio::timer::timeout(Duration::from_millis(10), async {
+                Ok(cached.get("k").await)
+            })
+            .await;
+            assert!(abandoned.is_err(), "the first GET was dropped mid-flight");
+            let next = glommio::timer::timeout(Duration::from_secs(2), async {
+                Ok(cached.get("k").await)
+            })
+            .await
+            .expect("the next GET does not wait for the dropped one");
+            assert_eq!(next.unwrap(), Bytes::from_static(b"fragment"));
+            let again = cached.get("k").await.unwrap();
+            assert_eq!(again, Bytes::from_static(b"fragment"), "now cached");
+        });
     }
 }
