@@ -6,8 +6,9 @@
 //! free port, which the healthcheck's URL follows) with etcd from
 //! `scripts/servers.sh`.
 
+mod served;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 struct Image {
@@ -93,15 +94,7 @@ fn the_image_serves_on_its_exposed_port_and_its_healthcheck_passes() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("starting the image's command");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
+    let addr = served::listening_addr(&mut child);
     let check = image
         .healthcheck
         .replace(&health_url, &format!("http://{addr}/healthz"));

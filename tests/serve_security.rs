@@ -143,30 +143,23 @@ fn https_with_the_test_ca() {
         "https",
     );
     let name = unique("tls");
-    let (status, body) = curl(
-        &ca,
-        &[
-            "-XPOST",
-            "-H",
-            "content-type: application/json",
-            "-d",
-            &format!(r#"{{"name":"{name}"}}"#),
-            &served.url("/v1/logs"),
-        ],
-    );
+    let post_json = |url: &str, body: &str| {
+        curl(
+            &ca,
+            &[
+                "-XPOST",
+                "-H",
+                "content-type: application/json",
+                "-d",
+                body,
+                url,
+            ],
+        )
+    };
+    let (status, body) = post_json(&served.url("/v1/logs"), &format!(r#"{{"name":"{name}"}}"#));
     assert_eq!(status, 201, "{body}");
     let entries = served.url(&format!("/v1/logs/{name}/entries"));
-    let (status, body) = curl(
-        &ca,
-        &[
-            "-XPOST",
-            "-H",
-            "content-type: application/json",
-            "-d",
-            r#"{"entries":[{"payload":"over tls"}]}"#,
-            &entries,
-        ],
-    );
+    let (status, body) = post_json(&entries, r#"{"entries":[{"payload":"over tls"}]}"#);
     assert_eq!(status, 200, "{body}");
     let (status, body) = curl(&ca, &[&format!("{entries}?format=json")]);
     assert_eq!(status, 200, "{body}");

@@ -64,11 +64,10 @@ impl Error {
     /// A conditional append's refusal: it expected the log to end at
     /// `expected`, and it ends at `end`.
     pub fn condition_failed(expected: u64, end: u64) -> Error {
-        Error {
-            kind: ErrorKind::ConditionFailed,
-            detail: format!("the append expected the log to end at {expected}; it ends at {end}"),
-            log_end: Some(end),
-        }
+        Error::condition_failed_with(
+            end,
+            format!("the append expected the log to end at {expected}; it ends at {end}"),
+        )
     }
 
     /// [`Error::condition_failed`] with the detail given (as a remote

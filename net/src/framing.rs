@@ -28,6 +28,17 @@ pub struct FramedEntry {
     pub properties: Vec<(Bytes, Bytes)>,
 }
 
+impl From<woodpecker_shards::ReadEntry> for FramedEntry {
+    /// A read entry as a read answer carries it.
+    fn from(entry: woodpecker_shards::ReadEntry) -> FramedEntry {
+        FramedEntry {
+            offset: Some(entry.offset),
+            payload: entry.payload,
+            properties: entry.properties,
+        }
+    }
+}
+
 /// What a decoded body may hold at most.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

@@ -711,29 +711,21 @@ impl LogWriter {
     /// range once all are durable. Fails whole if any entry is too large.
     pub fn append_batch(&self, entries: Vec<Bytes>) -> Ack<Range<u64>> {
         let (ack, rx) = oneshot::async_channel();
-        self.submit(batch_request(entries, ack), rx)
+        self.submit(batch_request(without_properties(entries), None, ack), rx)
     }
 
     /// [`Self::append_batch`] without waiting for room, like
     /// [`Self::try_append`].
     pub fn try_append_batch(&self, entries: Vec<Bytes>) -> Result<Ack<Range<u64>>> {
         let (ack, rx) = oneshot::async_channel();
-        self.try_submit(batch_request(entries, ack), rx)
+        self.try_submit(batch_request(without_properties(entries), None, ack), rx)
     }
 
     /// [`Self::append_batch`] of entries with properties: their offsets
     /// are consecutive.
     pub fn append_batch_with(&self, entries: Vec<(Bytes, Properties)>) -> Ack<Range<u64>> {
         let (ack, rx) = oneshot::async_channel();
-        self.submit(
-            Request::Batch {
-                entries,
-                expect: None,
-                ack,
-                queued_at: None,
-            },
-            rx,
-        )
+        self.submit(batch_request(entries, None, ack), rx)
     }
 
     /// Conditional [`Self::append_batch_with`]: written only if its first
@@ -748,15 +740,7 @@ impl LogWriter {
         entries: Vec<(Bytes, Properties)>,
     ) -> Ack<Range<u64>> {
         let (ack, rx) = oneshot::async_channel();
-        self.submit(
-            Request::Batch {
-                entries,
-                expect: Some(expected),
-                ack,
-                queued_at: None,
-            },
-            rx,
-        )
+        self.submit(batch_request(entries, Some(expected), ack), rx)
     }
 
     /// [`Self::append_batch_with`] without waiting for room.
@@ -765,15 +749,7 @@ impl LogWriter {
         entries: Vec<(Bytes, Properties)>,
     ) -> Result<Ack<Range<u64>>> {
         let (ack, rx) = oneshot::async_channel();
-        self.try_submit(
-            Request::Batch {
-                entries,
-                expect: None,
-                ack,
-                queued_at: None,
-            },
-            rx,
-        )
+        self.try_submit(batch_request(entries, None, ack), rx)
     }
 
     /// Blocking [`Self::append`].
@@ -844,17 +820,24 @@ fn append_request(payload: Bytes, props: Properties, ack: oneshot::Sender<Result
     }
 }
 
-fn batch_request(entries: Vec<Bytes>, ack: oneshot::Sender<Result<Range<u64>>>) -> Request {
-    let entries = entries
-        .into_iter()
-        .map(|p| (p, Properties::new()))
-        .collect();
+fn batch_request(
+    entries: Vec<(Bytes, Properties)>,
+    expect: Option<u64>,
+    ack: oneshot::Sender<Result<Range<u64>>>,
+) -> Request {
     Request::Batch {
         entries,
-        expect: None,
+        expect,
         ack,
         queued_at: None,
     }
+}
+
+fn without_properties(payloads: Vec<Bytes>) -> Vec<(Bytes, Properties)> {
+    payloads
+        .into_iter()
+        .map(|p| (p, Properties::new()))
+        .collect()
 }
 
 /// The acknowledgement of an append: a future that resolves to the entry's

@@ -48,15 +48,7 @@ impl Served {
             .stderr(stderr)
             .spawn()
             .expect("starting woodpecker serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+        let addr = listening_addr(&mut child);
         Served {
             child,
             base: format!("{scheme}://{addr}"),
@@ -194,4 +186,17 @@ pub fn assert_holds(read: &[FramedEntry], expected: &[FramedEntry]) {
             "entry {i}"
         );
     }
+}
+
+/// The address a `woodpecker serve` child prints on its first line
+/// (its stdout piped).
+pub fn listening_addr(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line.trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string()
 }

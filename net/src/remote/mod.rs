@@ -289,14 +289,18 @@ impl Inner {
         url
     }
 
+    /// The request with the bearer token, if the client has one.
+    pub fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.config.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
     /// Sends a request (with the token); the body of a 2xx answer, else
     /// the server's error with its kind.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<Bytes> {
-        let request = match &self.config.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        };
-        let response = request.send().await.map_err(transport)?;
+        let response = self.authorized(request).send().await.map_err(transport)?;
         let status = response.status();
         let body = response.bytes().await.map_err(transport)?;
         if status.is_success() {
@@ -333,7 +337,7 @@ pub(crate) fn transport(err: reqwest::Error) -> Error {
     )
 }
 
-fn json<T: serde::de::DeserializeOwned>(body: Bytes) -> Result<T> {
+pub(crate) fn json<T: serde::de::DeserializeOwned>(body: Bytes) -> Result<T> {
     serde_json::from_slice(&body)
         .map_err(|e| Error::new(ErrorKind::Corrupt, format!("the server's answer: {e}")))
 }

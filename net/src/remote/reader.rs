@@ -3,7 +3,7 @@
 //! through a bounded channel. When the stream breaks (the server
 //! restarted, a connection dropped) it reconnects from the next offset.
 
-use super::{answer_error, transport, Inner};
+use super::{answer_error, json, transport, Inner};
 use crate::framing::{self, Limits, MEDIA_TYPE};
 use bytes::BytesMut;
 use std::sync::Arc;
@@ -74,11 +74,11 @@ async fn follow(
         StartAt::Offset(offset) => offset.to_string(),
         StartAt::Latest => {
             let request = inner.http.get(inner.url(&["v1", "logs", &log, "tail"]));
-            match inner.send(request).await.and_then(|body| {
-                serde_json::from_slice::<crate::json::JsonTail>(&body).map_err(|e| {
-                    Error::new(ErrorKind::Corrupt, format!("the server's answer: {e}"))
-                })
-            }) {
+            match inner
+                .send(request)
+                .await
+                .and_then(json::<crate::json::JsonTail>)
+            {
                 Ok(tail) => tail.end_offset.to_string(),
                 Err(err) => {
                     let _ = tx.send(Err(err)).await;
@@ -99,15 +99,12 @@ async fn follow(
             .append_pair("format", "binary")
             .append_pair("from", &from);
         // No request timeout: the stream lives as long as the reader.
-        let mut request = inner
+        let request = inner
             .http
             .get(url)
             .header(reqwest::header::ACCEPT, MEDIA_TYPE)
             .timeout(Duration::from_secs(365 * 24 * 3600));
-        if let Some(token) = &inner.config.token {
-            request = request.bearer_auth(token);
-        }
-        let mut response = match request.send().await {
+        let mut response = match inner.authorized(request).send().await {
             Ok(response) if response.status().is_success() => response,
             Ok(response) => {
                 let status = response.status();

@@ -5,10 +5,10 @@
 //! so the retries of a request that failed retriably (the server
 //! unreachable, 503) cannot write it twice.
 
-use super::{answer_error, transport, Inner};
+use super::Inner;
 use crate::framing::{self, FramedEntry, MEDIA_TYPE};
 use crate::json::JsonAppended;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::channel::oneshot;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -28,7 +28,7 @@ const BATCH_ENTRIES_MAX: usize = 65_536;
 type Entries = Vec<(Bytes, Properties)>;
 
 struct Queued {
-    entries: Entries,
+    entries: Vec<FramedEntry>,
     /// Conditional: the offset its first entry must get (sent alone).
     expect: Option<u64>,
     bytes: usize,
@@ -129,16 +129,15 @@ impl RemoteWriter {
 
     fn enqueue(&self, entries: Entries, expect: Option<u64>) -> RemoteAck<Range<u64>> {
         let (ack, rx) = oneshot::channel();
-        let bytes = entries
-            .iter()
-            .map(|(p, props)| {
-                6 + p.len()
-                    + props
-                        .iter()
-                        .map(|(k, v)| 6 + k.len() + v.len())
-                        .sum::<usize>()
+        let entries: Vec<FramedEntry> = entries
+            .into_iter()
+            .map(|(payload, properties)| FramedEntry {
+                offset: None,
+                payload,
+                properties,
             })
-            .sum();
+            .collect();
+        let bytes = entries.iter().map(framing::encoded_len).sum();
         let refused = {
             let mut queue = self.shared.queue.lock().expect("writer queue");
             if let Some(err) = &queue.failed {
@@ -342,16 +341,11 @@ async fn send_batch(
     seq: u64,
     batch: &[Queued],
 ) -> Result<Range<u64>> {
-    let framed: Vec<FramedEntry> = batch
-        .iter()
-        .flat_map(|q| &q.entries)
-        .map(|(payload, props)| FramedEntry {
-            offset: None,
-            payload: payload.clone(),
-            properties: props.clone(),
-        })
-        .collect();
-    let body = framing::encode(&framed);
+    let mut body = BytesMut::with_capacity(batch.iter().map(|q| q.bytes).sum());
+    for entry in batch.iter().flat_map(|q| &q.entries) {
+        framing::encode_into(entry, &mut body);
+    }
+    let body = body.freeze();
     let mut url = inner.url(&["v1", "logs", log, "entries"]);
     url.query_pairs_mut()
         .append_pair("producer", producer)
@@ -363,33 +357,22 @@ async fn send_batch(
     let deadline = Instant::now() + inner.config.retry_deadline;
     let mut backoff = Duration::from_millis(20);
     loop {
-        let mut request = inner
+        let request = inner
             .http
             .post(url.clone())
             .header(reqwest::header::CONTENT_TYPE, MEDIA_TYPE)
             .body(body.clone());
-        if let Some(token) = &inner.config.token {
-            request = request.bearer_auth(token);
-        }
-        let error = match request.send().await {
-            Err(err) => transport(err),
-            Ok(response) => {
-                let status = response.status();
-                match response.bytes().await {
-                    Err(err) => transport(err),
-                    Ok(body) if status.is_success() => {
-                        let appended: JsonAppended =
-                            serde_json::from_slice(&body).map_err(|e| {
-                                Error::new(
-                                    ErrorKind::OutcomeUnknown,
-                                    format!("the server's answer: {e}"),
-                                )
-                            })?;
-                        return Ok(appended.first_offset..appended.last_offset + 1);
-                    }
-                    Ok(body) => answer_error(status, &body),
-                }
+        let error = match inner.send(request).await {
+            Ok(answer) => {
+                let appended: JsonAppended = serde_json::from_slice(&answer).map_err(|e| {
+                    Error::new(
+                        ErrorKind::OutcomeUnknown,
+                        format!("the server's answer: {e}"),
+                    )
+                })?;
+                return Ok(appended.first_offset..appended.last_offset + 1);
             }
+            Err(error) => error,
         };
         let retriable = matches!(
             error.kind(),

@@ -135,17 +135,14 @@ async fn pump(
 fn encode(form: Form, entries: Vec<ReadEntry>) -> Result<Bytes, ApiError> {
     let mut out = BytesMut::new();
     for entry in entries {
-        let framed = FramedEntry {
-            offset: Some(entry.offset),
-            payload: entry.payload,
-            properties: entry.properties,
-        };
+        let offset = entry.offset;
+        let framed = FramedEntry::from(entry);
         match form {
             Form::Binary => framing::encode_into(&framed, &mut out),
             Form::Sse => {
                 let json = serde_json::to_string(&JsonEntry::from_framed(&framed)?)
                     .expect("an entry serializes");
-                out.extend_from_slice(&sse_event("entry", Some(entry.offset), &json));
+                out.extend_from_slice(&sse_event("entry", Some(offset), &json));
             }
         }
     }

@@ -111,11 +111,7 @@ pub(super) async fn read(
             break;
         }
         next = entry.offset + 1;
-        entries.push(FramedEntry {
-            offset: Some(entry.offset),
-            payload: entry.payload,
-            properties: entry.properties,
-        });
+        entries.push(FramedEntry::from(entry));
         if entries.len() == max_entries {
             break;
         }
