@@ -296,6 +296,33 @@ fn a_reader_at_the_tail_sees_new_entries() {
 }
 
 #[test]
+fn latest_is_the_end_when_the_reader_opens() {
+    on_both(|wal| {
+        let name = unique("latest");
+        wal.create_log(&name).unwrap();
+        let writer = wal.writer(&name).unwrap();
+        let mut next = 0;
+        for round in 0..5 {
+            within(
+                60,
+                writer.append_batch_with((next..next + 3).map(body).collect()),
+            )
+            .unwrap();
+            next += 3;
+            // No pause: the entry appended at once after the open is read.
+            let mut reader = wal.reader(&name, StartAt::Latest).unwrap();
+            let (payload, props) = body(next);
+            within(60, writer.append_with(payload, props)).unwrap();
+            let entry = within(60, reader.next()).unwrap();
+            assert_eq!(entry.offset, next, "round {round}");
+            assert_entry(&entry, next);
+            next += 1;
+        }
+        writer.close().unwrap();
+    });
+}
+
+#[test]
 fn a_conditional_append_is_written_only_at_the_end() {
     on_both(|wal| {
         let name = unique("cond");

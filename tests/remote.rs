@@ -57,3 +57,36 @@ fn retries_after_lost_replies_write_each_entry_once() {
         );
     }
 }
+
+#[test]
+fn pipelined_requests_keep_call_order() {
+    let served = Served::start(&[]);
+    let name = unique("pipelined");
+    // Requests of one entry each, 16 in flight on as many connections:
+    // the server writes each after the one before it.
+    let config = RemoteConfig {
+        batch_bytes_max: 1,
+        requests_in_flight_max: 16,
+        ..RemoteConfig::new(served.base.clone())
+    };
+    let client = RemoteClient::new(config).unwrap();
+    block_on(client.create_log(&name)).unwrap();
+    let writer = block_on(client.open_writer(&name)).unwrap();
+    let acks: Vec<_> = (0..2000u64)
+        .map(|i| writer.append(Bytes::from(format!("entry {i}"))))
+        .collect();
+    let offsets: Vec<u64> = acks
+        .into_iter()
+        .map(|ack| block_on(ack).expect("acknowledged"))
+        .collect();
+    let misplaced = offsets.iter().enumerate().find(|(i, o)| *i as u64 != **o);
+    assert_eq!(misplaced, None, "append i gets offset i (call order)");
+    let mut reader = block_on(client.open_reader(&name, StartAt::Earliest)).unwrap();
+    for i in 0..2000u64 {
+        let entry = block_on(reader.next()).unwrap();
+        assert_eq!(
+            (entry.offset, &entry.payload[..]),
+            (i, format!("entry {i}").as_bytes())
+        );
+    }
+}

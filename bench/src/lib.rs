@@ -11,6 +11,7 @@ mod progress;
 pub mod raw;
 pub mod read;
 pub mod report;
+pub mod service;
 pub mod tune;
 pub mod write;
 

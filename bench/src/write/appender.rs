@@ -43,7 +43,7 @@ type Done = (woodpecker_engine::Result<u64>, Instant);
 
 /// One append (or batch) sent, and when it was due.
 struct Sent {
-    ack: Either<Ack<u64>, Ack<Range<u64>>>,
+    ack: Acked,
     at: Instant,
 }
 
@@ -52,10 +52,7 @@ impl Future for Sent {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let at = self.at;
-        let outcome = match &mut self.ack {
-            Either::Left(one) => ready!(Pin::new(one).poll(cx)).map(|_| 1),
-            Either::Right(batch) => ready!(Pin::new(batch).poll(cx)).map(|r| r.end - r.start),
-        };
+        let outcome = ready!(Pin::new(&mut self.ack).poll(cx));
         Poll::Ready((outcome, at))
     }
 }
@@ -120,7 +117,7 @@ impl InFlight for FuturesUnordered<Sent> {
 }
 
 pub(super) fn appender(
-    writer: Arc<LogWriter>,
+    writer: BenchWriter,
     args: &WriteArgs,
     deadline: Instant,
     rate: Option<f64>,
@@ -147,7 +144,7 @@ pub(super) fn appender(
 }
 
 async fn append_loop(
-    writer: &LogWriter,
+    writer: &BenchWriter,
     args: &WriteArgs,
     deadline: Instant,
     rate: Option<f64>,
@@ -185,15 +182,9 @@ async fn append_loop(
             let at = if interval.is_some() { next_send } else { now };
             // `try_` so that every append in flight is in the ring (an
             // `append` that found it full would enter only when polled,
-            // and the offset-order queue polls only its oldest).
-            let sent = if batch == 1 {
-                writer.try_append(payload.clone()).map(Either::Left)
-            } else {
-                writer
-                    .try_append_batch(vec![payload.clone(); batch])
-                    .map(Either::Right)
-            };
-            match sent {
+            // and the offset-order queue polls only its oldest); a remote
+            // writer's queue refuses alike.
+            match writer.try_send(&payload, batch) {
                 Ok(ack) => {
                     in_flight.push(Sent { ack, at });
                     if let Some(interval) = interval {

@@ -46,6 +46,20 @@ pub fn print_summary(report: &WriteReport) {
         "  ack latency ms: p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}",
         l.p50, l.p90, l.p99, l.p999, l.max
     );
+    if let (Some(target), Some(e), Some(ratio)) =
+        (&report.target, &report.embedded, report.service_to_embedded)
+    {
+        println!(
+            "  service at {target}; embedded engine in the same run: {:.1} MB/s (rounds [{}]), \
+             ack p50 {:.2} p99 {:.2} ms, avg fragment {} bytes; service/embedded = {:.3}",
+            e.throughput_mb_s,
+            crate::mb_s_list(&e.throughput_mb_s_rounds),
+            e.ack_latency_ms.p50,
+            e.ack_latency_ms.p99,
+            e.avg_fragment_bytes,
+            ratio
+        );
+    }
     if let (Some(raw), Some(ratio)) = (report.raw_put_mb_s, report.ratio_to_raw) {
         let p99 = report.raw_put_latency_ms.map_or(0.0, |l| l.p99);
         println!(

@@ -4,11 +4,13 @@
 //!
 //! HTTP runs on a small tokio runtime of the client's own (reqwest); every
 //! method returns a future that any executor can await, as the embedded
-//! client's do. A [`RemoteWriter`] sends its appends in call order, one
-//! batch request at a time, gathering what is appended while a request is
-//! in flight into the next (group commit), and retries a request that
-//! failed retriably with the same producer id and sequence number, so a
-//! retry after a lost reply is not written twice. A [`RemoteReader`]
+//! client's do. A [`RemoteWriter`] sends its appends in call order, in
+//! batch requests pipelined up to `requests_in_flight_max` (each names the
+//! unanswered one before it, so the server keeps their order), gathering
+//! what is appended while requests are in flight into the next (group
+//! commit), and retries a request that failed retriably with the same
+//! producer id and sequence number, so a retry after a lost reply is not
+//! written twice. A [`RemoteReader`]
 //! follows the log with one streamed request, reconnecting from the next
 //! offset when the stream breaks.
 
@@ -16,7 +18,7 @@ mod reader;
 mod writer;
 
 pub use reader::RemoteReader;
-pub use writer::RemoteWriter;
+pub use writer::{RemoteAck, RemoteWriter};
 
 use crate::error::ApiError;
 use crate::json::{
@@ -43,12 +45,16 @@ pub struct RemoteConfig {
     pub request_timeout: Duration,
     /// How long a writer retries one batch before it gives up.
     pub retry_deadline: Duration,
-    /// Bytes of appends a writer queues at most; past it, appends fail at
-    /// once with a retriable `Unavailable` (nothing written).
+    /// Bytes of appends a writer holds at most, queued or in flight; past
+    /// it, appends fail at once with a retriable `Unavailable` (nothing
+    /// written).
     pub writer_queue_bytes_max: usize,
     /// Bytes of one append request at most (keep it within the server's
     /// `serve.body_bytes_max`).
     pub batch_bytes_max: usize,
+    /// Append requests a writer keeps in flight at most (pipelined: the
+    /// server writes them in order).
+    pub requests_in_flight_max: usize,
 }
 
 impl std::fmt::Debug for RemoteConfig {
@@ -69,8 +75,9 @@ impl RemoteConfig {
             ca_cert_path: None,
             request_timeout: Duration::from_secs(60),
             retry_deadline: Duration::from_secs(30),
-            writer_queue_bytes_max: 64 << 20,
+            writer_queue_bytes_max: 256 << 20,
             batch_bytes_max: 16 << 20,
+            requests_in_flight_max: 16,
         }
     }
 }
@@ -222,6 +229,16 @@ impl RemoteClient {
         })
     }
 
+    /// The server's `/metrics` (Prometheus text format).
+    pub fn metrics_text(&self) -> impl Future<Output = Result<String>> {
+        let inner = self.inner.clone();
+        self.run(async move {
+            let body = inner.send(inner.http.get(inner.url(&["metrics"]))).await?;
+            String::from_utf8(body.to_vec())
+                .map_err(|e| Error::new(ErrorKind::Corrupt, format!("the server's metrics: {e}")))
+        })
+    }
+
     /// The log's writer: the server opens its writer of the log anew,
     /// fencing any other (as opening an embedded writer does).
     pub fn open_writer(&self, name: &str) -> impl Future<Output = Result<RemoteWriter>> {
@@ -242,6 +259,8 @@ impl RemoteClient {
     }
 
     /// A reader of the log from `start`, following it past its end.
+    /// `Latest` is the log's end when the reader is opened, as with the
+    /// embedded reader: an entry appended after this returns is read.
     pub fn open_reader(
         &self,
         name: &str,
@@ -253,9 +272,17 @@ impl RemoteClient {
         self.run(async move {
             let request = inner.http.get(inner.url(&["v1", "logs", &name]));
             let info: JsonLogInfo = json(inner.send(request).await?)?;
-            Ok(log_info(info.log))
+            let start = match start {
+                StartAt::Latest => {
+                    let request = inner.http.get(inner.url(&["v1", "logs", &name, "tail"]));
+                    let tail: JsonTail = json(inner.send(request).await?)?;
+                    StartAt::Offset(tail.end_offset)
+                }
+                start => start,
+            };
+            Ok((log_info(info.log), start))
         })
-        .map_ok(move |log| RemoteReader::start(spawner, log, start))
+        .map_ok(move |(log, start)| RemoteReader::start(spawner, log, start))
     }
 }
 

@@ -3,7 +3,7 @@
 //! through a bounded channel. When the stream breaks (the server
 //! restarted, a connection dropped) it reconnects from the next offset.
 
-use super::{answer_error, json, transport, Inner};
+use super::{answer_error, transport, Inner};
 use crate::framing::{self, Limits, MEDIA_TYPE};
 use bytes::BytesMut;
 use std::sync::Arc;
@@ -67,25 +67,12 @@ async fn follow(
     start: StartAt,
     tx: tokio::sync::mpsc::Sender<Result<ReadEntry>>,
 ) {
-    // Latest is pinned to a number first, so a reconnect before the first
-    // entry does not skip what was appended in between.
+    // `open_reader` pins Latest to the log's end, so a reconnect before
+    // the first entry skips nothing.
     let mut from = match start {
         StartAt::Earliest => "earliest".to_string(),
         StartAt::Offset(offset) => offset.to_string(),
-        StartAt::Latest => {
-            let request = inner.http.get(inner.url(&["v1", "logs", &log, "tail"]));
-            match inner
-                .send(request)
-                .await
-                .and_then(json::<crate::json::JsonTail>)
-            {
-                Ok(tail) => tail.end_offset.to_string(),
-                Err(err) => {
-                    let _ = tx.send(Err(err)).await;
-                    return;
-                }
-            }
-        }
+        StartAt::Latest => "latest".to_string(),
     };
     let limits = Limits {
         entries_max: usize::MAX,

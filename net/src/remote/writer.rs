@@ -1,15 +1,18 @@
-//! The remote writer: appends queue in call order; one task sends them,
-//! one batch request at a time, everything queued while the request
-//! before was in flight going out in the next (up to `batch_bytes_max`).
-//! Each request names this writer's producer id and its sequence number,
-//! so the retries of a request that failed retriably (the server
-//! unreachable, 503) cannot write it twice.
+//! The remote writer: appends queue in call order; one task sends them in
+//! batch requests, up to `requests_in_flight_max` at a time, everything
+//! queued while they were in flight going out in the next (up to
+//! `batch_bytes_max`). Each request names this writer's producer id and
+//! its sequence number, so the retries of a request that failed retriably
+//! (the server unreachable, 503) cannot write it twice, and the number of
+//! the request before it while that one is unanswered (`follows`), so the
+//! server places it after that one and the log keeps call order.
 
 use super::Inner;
 use crate::framing::{self, FramedEntry, MEDIA_TYPE};
 use crate::json::JsonAppended;
 use bytes::{Bytes, BytesMut};
 use futures::channel::oneshot;
+use futures::stream::{FuturesOrdered, StreamExt};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::ops::Range;
@@ -38,6 +41,7 @@ struct Queued {
 #[derive(Default)]
 struct Queue {
     items: VecDeque<Queued>,
+    /// Bytes of the appends queued and of those in flight.
     bytes: usize,
     closing: bool,
     /// Set when the writer stopped: every later append fails with it.
@@ -114,9 +118,10 @@ impl RemoteWriter {
     }
 
     /// Appends entries with consecutive offsets. Fails at once with a
-    /// retriable `Unavailable` if the queue holds `writer_queue_bytes_max`.
+    /// retriable `Unavailable` if the writer holds `writer_queue_bytes_max`
+    /// (queued or in flight).
     pub fn append_batch_with(&self, entries: Entries) -> RemoteAck<Range<u64>> {
-        self.enqueue(entries, None)
+        settled(self.enqueue(entries, None))
     }
 
     /// Conditional [`Self::append_batch_with`]: written only if its first
@@ -124,10 +129,30 @@ impl RemoteWriter {
     /// (`Error::log_end` gives the end) and nothing is written. Sent as a
     /// request of its own.
     pub fn append_batch_expecting(&self, expected: u64, entries: Entries) -> RemoteAck<Range<u64>> {
-        self.enqueue(entries, Some(expected))
+        settled(self.enqueue(entries, Some(expected)))
     }
 
-    fn enqueue(&self, entries: Entries, expect: Option<u64>) -> RemoteAck<Range<u64>> {
+    /// [`Self::append`], refusing at once (`Unavailable` while the queue
+    /// is full, or the writer's failure) instead of returning an ack that
+    /// carries the refusal, as the embedded writer's `try_append` does.
+    pub fn try_append(&self, payload: impl Into<Bytes>) -> Result<RemoteAck<u64>> {
+        let ack = self.enqueue(vec![(payload.into(), Properties::new())], None)?;
+        Ok(RemoteAck {
+            rx: ack.rx,
+            map: |range: Range<u64>| range.start,
+        })
+    }
+
+    /// [`Self::append_batch`], refusing at once like [`Self::try_append`].
+    pub fn try_append_batch(&self, entries: Vec<Bytes>) -> Result<RemoteAck<Range<u64>>> {
+        let entries = entries
+            .into_iter()
+            .map(|p| (p, Properties::new()))
+            .collect();
+        self.enqueue(entries, None)
+    }
+
+    fn enqueue(&self, entries: Entries, expect: Option<u64>) -> Result<RemoteAck<Range<u64>>> {
         let (ack, rx) = oneshot::channel();
         let entries: Vec<FramedEntry> = entries
             .into_iter()
@@ -138,44 +163,33 @@ impl RemoteWriter {
             })
             .collect();
         let bytes = entries.iter().map(framing::encoded_len).sum();
-        let refused = {
+        {
             let mut queue = self.shared.queue.lock().expect("writer queue");
             if let Some(err) = &queue.failed {
-                Some(Error::new(
+                return Err(Error::new(
                     ErrorKind::WriterFailed,
                     format!("the writer stopped: {}", err.detail()),
-                ))
+                ));
             } else if queue.closing {
-                Some(Error::new(ErrorKind::Closed, "the writer is closed"))
+                return Err(Error::new(ErrorKind::Closed, "the writer is closed"));
             } else if entries.is_empty() {
-                Some(Error::new(ErrorKind::Invalid, "empty batch"))
+                return Err(Error::new(ErrorKind::Invalid, "empty batch"));
             } else if !queue.items.is_empty() && queue.bytes + bytes > self.queue_bytes_max {
-                Some(Error::new(
+                return Err(Error::new(
                     ErrorKind::Unavailable,
                     "the remote writer's queue is full; retry later",
-                ))
-            } else {
-                queue.bytes += bytes;
-                queue.items.push_back(Queued {
-                    entries,
-                    expect,
-                    bytes,
-                    ack,
-                });
-                None
+                ));
             }
-        };
-        match refused {
-            Some(err) => {
-                let (ack, rx) = oneshot::channel();
-                let _ = ack.send(Err(err));
-                RemoteAck { rx, map: identity }
-            }
-            None => {
-                self.shared.more.notify_one();
-                RemoteAck { rx, map: identity }
-            }
+            queue.bytes += bytes;
+            queue.items.push_back(Queued {
+                entries,
+                expect,
+                bytes,
+                ack,
+            });
         }
+        self.shared.more.notify_one();
+        Ok(RemoteAck { rx, map: identity })
     }
 
     /// Sends what is queued, waits until it is durable, and stops. The
@@ -216,6 +230,15 @@ fn identity(range: Range<u64>) -> Range<u64> {
     range
 }
 
+/// An ack for an append: the queued one, or one that carries the refusal.
+fn settled(queued: Result<RemoteAck<Range<u64>>>) -> RemoteAck<Range<u64>> {
+    queued.unwrap_or_else(|err| {
+        let (ack, rx) = oneshot::channel();
+        let _ = ack.send(Err(err));
+        RemoteAck { rx, map: identity }
+    })
+}
+
 /// An append's acknowledgement: its offset (or a batch's range) once
 /// durable. Dropping it does not cancel the append.
 #[must_use = "an append is known to be durable only through its ack"]
@@ -251,43 +274,83 @@ fn producer_id() -> String {
 
 async fn send_loop(inner: Arc<Inner>, shared: Arc<Shared>, log: String) {
     let producer = producer_id();
+    let depth = inner.config.requests_in_flight_max.max(1);
     let mut seq = 0u64;
+    let mut in_flight = FuturesOrdered::new();
     loop {
-        let batch = loop {
-            let notified = shared.more.notified();
-            {
-                let mut queue = shared.queue.lock().expect("writer queue");
-                if !queue.items.is_empty() {
-                    break take_batch(&mut queue, inner.config.batch_bytes_max);
-                }
-                if queue.closing || queue.failed.is_some() {
-                    return;
-                }
-            }
-            notified.await;
-        };
-        seq += 1;
-        let result = send_batch(&inner, &log, &producer, seq, &batch).await;
-        let mut next = result.as_ref().map(|range| range.start).unwrap_or(0);
-        if let Ok(range) = &result {
-            shared.durable.fetch_max(range.end, Ordering::AcqRel);
-        }
-        for queued in batch {
-            let answer = match &result {
-                Ok(_) => {
-                    let count = queued.entries.len() as u64;
-                    next += count;
-                    Ok(next - count..next)
-                }
-                Err(err) => Err(err.clone()),
-            };
-            let _ = queued.ack.send(answer);
-        }
-        if let Err(err) = result {
-            if err.needs_reopen() || err.kind() == ErrorKind::Unavailable {
-                fail_queued(&shared, err);
+        let notified = shared.more.notified();
+        let taken = {
+            let mut queue = shared.queue.lock().expect("writer queue");
+            let stopping = queue.closing || queue.failed.is_some();
+            if in_flight.is_empty() && queue.items.is_empty() && stopping {
                 return;
             }
+            let room = in_flight.len() < depth && queue.failed.is_none();
+            (room && !queue.items.is_empty())
+                .then(|| take_batch(&mut queue, inner.config.batch_bytes_max))
+        };
+        if let Some(batch) = taken {
+            seq += 1;
+            // The batch before is unanswered: the server places this one
+            // after it, so the log keeps call order.
+            let follows = (!in_flight.is_empty()).then(|| seq - 1);
+            let (inner, shared, log, producer) =
+                (inner.clone(), shared.clone(), log.clone(), producer.clone());
+            in_flight.push_back(async move {
+                let request = Request {
+                    log: &log,
+                    producer: &producer,
+                    seq,
+                    follows,
+                };
+                let result = send_batch(&inner, &shared, &request, &batch).await;
+                (batch, result)
+            });
+            continue;
+        }
+        let answered = if in_flight.is_empty() {
+            notified.await;
+            None
+        } else {
+            tokio::select! {
+                answered = in_flight.next() => answered,
+                _ = notified => None,
+            }
+        };
+        if let Some((batch, result)) = answered {
+            settle(&shared, batch, result);
+        }
+    }
+}
+
+/// Answers a batch's appends; stops the writer if its failure means the
+/// batches after it cannot follow it.
+fn settle(shared: &Shared, batch: Vec<Queued>, result: Result<Range<u64>>) {
+    shared.queue.lock().expect("writer queue").bytes -=
+        batch.iter().map(|q| q.bytes).sum::<usize>();
+    let mut next = result.as_ref().map(|range| range.start).unwrap_or(0);
+    if let Ok(range) = &result {
+        shared.durable.fetch_max(range.end, Ordering::AcqRel);
+    }
+    for queued in batch {
+        let answer = match &result {
+            Ok(_) => {
+                let count = queued.entries.len() as u64;
+                next += count;
+                Ok(next - count..next)
+            }
+            Err(err) => Err(err.clone()),
+        };
+        let _ = queued.ack.send(answer);
+    }
+    if let Err(err) = result {
+        let stops = err.needs_reopen()
+            || matches!(
+                err.kind(),
+                ErrorKind::Unavailable | ErrorKind::OutcomeUnknown
+            );
+        if stops {
+            fail_queued(shared, err);
         }
     }
 }
@@ -307,7 +370,6 @@ fn take_batch(queue: &mut Queue, bytes_max: usize) -> Vec<Queued> {
         let queued = queue.items.pop_front().expect("checked");
         bytes += queued.bytes;
         entries += queued.entries.len();
-        queue.bytes -= queued.bytes;
         batch.push(queued);
         if alone {
             break;
@@ -316,13 +378,18 @@ fn take_batch(queue: &mut Queue, bytes_max: usize) -> Vec<Queued> {
     batch
 }
 
-/// Stops the writer: what is still queued was never sent.
+/// Stops the writer: what is still queued was never sent (requests in
+/// flight give up retrying).
 fn fail_queued(shared: &Shared, err: Error) {
     let queued: Vec<Queued> = {
         let mut queue = shared.queue.lock().expect("writer queue");
+        if queue.failed.is_some() {
+            return;
+        }
         queue.failed = Some(err.clone());
-        queue.bytes = 0;
-        queue.items.drain(..).collect()
+        let queued: Vec<Queued> = queue.items.drain(..).collect();
+        queue.bytes -= queued.iter().map(|q| q.bytes).sum::<usize>();
+        queued
     };
     for queued in queued {
         let _ = queued.ack.send(Err(Error::new(
@@ -332,15 +399,30 @@ fn fail_queued(shared: &Shared, err: Error) {
     }
 }
 
+/// What names one batch request.
+struct Request<'a> {
+    log: &'a str,
+    producer: &'a str,
+    seq: u64,
+    /// The batch before it, if it was unanswered when this one was sent.
+    follows: Option<u64>,
+}
+
 /// One batch request, retried with the same sequence number while the
-/// failure is retriable, up to the retry deadline.
+/// failure is retriable, up to the retry deadline or until the writer
+/// stops.
 async fn send_batch(
     inner: &Inner,
-    log: &str,
-    producer: &str,
-    seq: u64,
+    shared: &Shared,
+    request: &Request<'_>,
     batch: &[Queued],
 ) -> Result<Range<u64>> {
+    let Request {
+        log,
+        producer,
+        seq,
+        follows,
+    } = *request;
     let mut body = BytesMut::with_capacity(batch.iter().map(|q| q.bytes).sum());
     for entry in batch.iter().flat_map(|q| &q.entries) {
         framing::encode_into(entry, &mut body);
@@ -350,6 +432,10 @@ async fn send_batch(
     url.query_pairs_mut()
         .append_pair("producer", producer)
         .append_pair("seq", &seq.to_string());
+    if let Some(follows) = follows {
+        url.query_pairs_mut()
+            .append_pair("follows", &follows.to_string());
+    }
     if let Some(expected) = batch.first().and_then(|q| q.expect) {
         url.query_pairs_mut()
             .append_pair("expect_offset", &expected.to_string());
@@ -380,6 +466,19 @@ async fn send_batch(
         );
         if !retriable {
             return Err(error);
+        }
+        let stopped = shared.queue.lock().expect("writer queue").failed.clone();
+        if let Some(stopped) = stopped {
+            // A batch before this one failed: the server would hold this
+            // one until it gives up waiting for it.
+            return Err(Error::new(
+                ErrorKind::OutcomeUnknown,
+                format!(
+                    "the writer stopped while this batch was in flight ({}): {}",
+                    stopped.detail(),
+                    error.detail()
+                ),
+            ));
         }
         if Instant::now() + backoff > deadline {
             // The last attempt may have reached the server.

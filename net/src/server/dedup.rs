@@ -9,22 +9,37 @@
 //! A batch that failed definitely (nothing written) leaves the window, so
 //! its retry is written; one whose outcome is unknown stays unknown, and
 //! its retries answer `outcome_unknown` (read the log to find out).
+//!
+//! A producer may keep several batches in flight and still have them
+//! written in sequence order: a batch sent with `follows` (the sequence
+//! number of the batch before it, still unanswered when it was sent) is
+//! placed in the writer's line only once that batch is, or has failed in a
+//! way its producer will not retry (nothing written), or has left the
+//! window. It waits at most [`FOLLOW_WAIT`] for it, then fails retriably
+//! (nothing written).
 
 use crate::error::{ApiError, Code};
 use event_listener::Event;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Sequence numbers remembered per producer.
 pub const BATCHES_PER_PRODUCER: usize = 256;
 /// Producers remembered per log (the least recently active is forgotten).
 pub const PRODUCERS_PER_LOG: usize = 4096;
+/// How long a batch waits for the batch it follows to reach the server.
+pub const FOLLOW_WAIT: Duration = Duration::from_secs(10);
 
 /// The windows of every log this server appends to.
 #[derive(Default)]
 pub(crate) struct Dedup {
     logs: Mutex<HashMap<String, Producers>>,
+    /// Notified whenever a batch is placed or finishes: batches that
+    /// follow another look again.
+    moved: Event,
 }
 
 #[derive(Default)]
@@ -44,12 +59,22 @@ enum Outcome {
     InFlight(Arc<Pending>),
     Written(Range<u64>),
     Unknown,
+    /// Failed definitely (nothing written): sent again, it is appended.
+    /// A batch following it waits for its retry if the failure was
+    /// retriable, and goes on if it was not (the producer will not send
+    /// it again).
+    Failed {
+        retriable: bool,
+    },
 }
 
 #[derive(Default)]
 pub(crate) struct Pending {
     result: Mutex<Option<Result<Range<u64>, ApiError>>>,
     done: Event,
+    /// Its place in the writer's line is taken: a batch following it may
+    /// take the next.
+    placed: AtomicBool,
 }
 
 impl Pending {
@@ -109,7 +134,7 @@ impl Dedup {
             Some(Outcome::InFlight(pending)) => return Begin::Again(pending.clone()),
             Some(Outcome::Written(range)) => return Begin::Written(range.clone()),
             Some(Outcome::Unknown) => return Begin::Unknown,
-            None => {}
+            Some(Outcome::Failed { .. }) | None => {}
         }
         let oldest = entry.batches.keys().next().copied();
         if entry.batches.len() >= BATCHES_PER_PRODUCER {
@@ -136,9 +161,11 @@ impl Dedup {
         result: &Result<Range<u64>, ApiError>,
     ) {
         let outcome = match result {
-            Ok(range) => Some(Outcome::Written(range.clone())),
-            Err(err) if err.code == Code::OutcomeUnknown => Some(Outcome::Unknown),
-            Err(_) => None,
+            Ok(range) => Outcome::Written(range.clone()),
+            Err(err) if err.code == Code::OutcomeUnknown => Outcome::Unknown,
+            Err(err) => Outcome::Failed {
+                retriable: err.code.retriable(),
+            },
         };
         {
             let mut logs = self.logs.lock().expect("dedup lock");
@@ -150,15 +177,60 @@ impl Dedup {
                 let ours = matches!(batches.get(&seq),
                     Some(Outcome::InFlight(p)) if std::ptr::eq(Arc::as_ptr(p), pending));
                 if ours {
-                    match outcome {
-                        Some(outcome) => batches.insert(seq, outcome),
-                        None => batches.remove(&seq),
-                    };
+                    batches.insert(seq, outcome);
                 }
             }
         }
         *pending.result.lock().expect("pending lock") = Some(result.clone());
         pending.done.notify(usize::MAX);
+        self.moved.notify(usize::MAX);
+    }
+
+    /// The batch's place in the writer's line is taken.
+    pub fn placed(&self, pending: &Pending) {
+        pending.placed.store(true, Ordering::Release);
+        self.moved.notify(usize::MAX);
+    }
+
+    /// Waits until batch `follows` of the producer is placed, finished or
+    /// forgotten; a retriable error after [`FOLLOW_WAIT`].
+    pub async fn wait_for(&self, log: &str, producer: &str, follows: u64) -> Result<(), ApiError> {
+        let deadline = futures_timer::Delay::new(FOLLOW_WAIT);
+        futures::pin_mut!(deadline);
+        loop {
+            let listener = self.moved.listen();
+            if self.has_moved(log, producer, follows) {
+                return Ok(());
+            }
+            let woken = futures::future::select(listener, deadline.as_mut()).await;
+            if let futures::future::Either::Right(_) = woken {
+                return Err(ApiError::new(
+                    Code::Unavailable,
+                    format!(
+                        "batch {follows} of producer {producer:?}, which this batch follows, \
+                         did not reach the server within {FOLLOW_WAIT:?}; nothing was written"
+                    ),
+                ));
+            }
+        }
+    }
+
+    fn has_moved(&self, log: &str, producer: &str, seq: u64) -> bool {
+        let logs = self.logs.lock().expect("dedup lock");
+        let Some(batches) = logs
+            .get(log)
+            .and_then(|producers| producers.by_id.get(producer))
+            .map(|p| &p.batches)
+        else {
+            return false;
+        };
+        match batches.get(&seq) {
+            Some(Outcome::InFlight(pending)) => pending.placed.load(Ordering::Acquire),
+            Some(Outcome::Failed { retriable }) => !retriable,
+            Some(Outcome::Written(_) | Outcome::Unknown) => true,
+            // Forgotten: older than the window remembers.
+            None => batches.len() >= BATCHES_PER_PRODUCER && batches.keys().next() > Some(&seq),
+        }
     }
 
     /// Forgets a deleted log's window.
@@ -217,6 +289,71 @@ mod tests {
         };
         dedup.finish("l", "p", 7, &first, &Ok(5..6));
         assert_eq!(futures::executor::block_on(again.wait()), Ok(5..6));
+    }
+
+    fn wait_for(dedup: &Dedup, producer: &str, follows: u64) -> bool {
+        let wait = dedup.wait_for("l", producer, follows);
+        futures::executor::block_on(async {
+            futures::pin_mut!(wait);
+            let soon = futures_timer::Delay::new(Duration::from_millis(50));
+            matches!(
+                futures::future::select(wait, soon).await,
+                futures::future::Either::Left((Ok(()), _))
+            )
+        })
+    }
+
+    #[test]
+    fn a_following_batch_waits_until_the_one_before_is_placed() {
+        let dedup = Dedup::default();
+        assert!(!wait_for(&dedup, "p", 1), "batch 1 has not arrived");
+        let Begin::Append(first) = dedup.begin("l", "p", 1) else {
+            panic!("new")
+        };
+        assert!(!wait_for(&dedup, "p", 1), "batch 1 is not placed yet");
+        let waiter = std::thread::scope(|scope| {
+            let waiter =
+                scope.spawn(|| futures::executor::block_on(dedup.wait_for("l", "p", 1)).is_ok());
+            std::thread::sleep(Duration::from_millis(20));
+            dedup.placed(&first);
+            waiter.join().unwrap()
+        });
+        assert!(waiter, "woken when batch 1 took its place");
+        assert!(wait_for(&dedup, "p", 1));
+        assert!(!wait_for(&dedup, "q", 1), "another producer's batch 1");
+    }
+
+    #[test]
+    fn a_following_batch_waits_for_a_retry_but_not_for_a_batch_given_up() {
+        let dedup = Dedup::default();
+        append(
+            &dedup,
+            "p",
+            1,
+            Err(ApiError::new(Code::Unavailable, "down")),
+        );
+        assert!(!wait_for(&dedup, "p", 1), "batch 1 will be sent again");
+        append(&dedup, "p", 1, Err(ApiError::malformed("bad")));
+        assert!(wait_for(&dedup, "p", 1), "batch 1 will not be sent again");
+        append(&dedup, "p", 2, Ok(0..1));
+        assert!(wait_for(&dedup, "p", 2));
+        append(
+            &dedup,
+            "p",
+            3,
+            Err(ApiError::new(Code::OutcomeUnknown, "?")),
+        );
+        assert!(wait_for(&dedup, "p", 3));
+    }
+
+    #[test]
+    fn a_batch_older_than_the_window_has_moved() {
+        let dedup = Dedup::default();
+        for seq in 10..10 + BATCHES_PER_PRODUCER as u64 {
+            append(&dedup, "p", seq, Ok(seq..seq + 1));
+        }
+        assert!(wait_for(&dedup, "p", 3));
+        assert!(!wait_for(&dedup, "p", 10 + BATCHES_PER_PRODUCER as u64));
     }
 
     #[test]

@@ -171,6 +171,17 @@ async fn append(
     let reopen = query.get("reopen").is_some_and(|v| v == "true");
     let expect = number(query, "expect_offset")?;
     let producer = producer(query)?;
+    let follows = number(query, "follows")?;
+    match (&producer, follows) {
+        (_, None) => {}
+        (Some((_, seq)), Some(follows)) if follows < *seq => {}
+        _ => {
+            return Err(ApiError::malformed(
+                "follows names an earlier batch of the same producer: it needs producer and \
+                 seq, and must be below seq",
+            ))
+        }
+    }
     let writer = shared.writers.writer(name, reopen).await?;
     let limits = Limits {
         entries_max: shared.config.batch_entries_max,
@@ -220,10 +231,20 @@ async fn append(
         .map(|entry| (entry.payload, entry.properties))
         .collect();
     let range = match producer {
-        None => write(shared, name, &writer, expect, batch).await?,
+        None => write(shared, name, &writer, expect, batch, || {}).await?,
         Some((producer, seq)) => match shared.dedup.begin(name, &producer, seq) {
             Begin::Append(pending) => {
-                let result = write(shared, name, &writer, expect, batch).await;
+                let result = match follows {
+                    Some(follows) => shared.dedup.wait_for(name, &producer, follows).await,
+                    None => Ok(()),
+                };
+                let result = match result {
+                    Ok(()) => {
+                        let placed = || shared.dedup.placed(&pending);
+                        write(shared, name, &writer, expect, batch, placed).await
+                    }
+                    Err(err) => Err(err),
+                };
                 shared.dedup.finish(name, &producer, seq, &pending, &result);
                 result?
             }
@@ -260,18 +281,21 @@ async fn append(
     )
 }
 
-/// Appends the batch (if the log ends at `expect`, when given).
+/// Appends the batch (if the log ends at `expect`, when given); calls
+/// `placed` once its place in the writer's line is taken.
 async fn write(
     shared: &Shared,
     name: &str,
     writer: &Arc<LogWriter>,
     expect: Option<u64>,
     batch: Vec<(Bytes, Properties)>,
+    placed: impl FnOnce(),
 ) -> Result<Range<u64>, ApiError> {
     let ack = match expect {
         Some(expected) => writer.append_batch_expecting(expected, batch),
         None => writer.append_batch_with(batch),
     };
+    placed();
     match ack.await {
         Ok(range) => Ok(range),
         Err(err) => {

@@ -5,13 +5,12 @@
 //! writer's client and for a reader in a second client, which polls the
 //! store exactly as a reader in another process does.
 
-use crate::latency::{self, LatencyMs};
+use crate::latency::LatencyMs;
 use crate::raw;
 use crate::BenchError;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use woodpecker_engine::layout::Layout;
@@ -21,10 +20,19 @@ use woodpecker_engine::store::StoreFactory;
 use woodpecker_shards::{block_on, Client, Config, StartAt};
 use woodpecker_tuning::Loaded;
 
+mod service;
+mod tail;
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReadArgs {
     #[command(flatten)]
     pub target: crate::StoreArgs,
+    #[command(flatten)]
+    pub service: crate::service::ServiceArgs,
+    /// With --target: concurrent readers of the log in the phases that
+    /// alternate with one reader's (GETs per GB for each).
+    #[arg(long, default_value_t = 4)]
+    pub readers: usize,
     /// Payload bytes per entry.
     #[arg(long, default_value_t = 1024)]
     pub entry_bytes: usize,
@@ -55,12 +63,28 @@ pub struct ReadArgs {
 #[derive(Debug, Clone, Serialize)]
 pub struct ReadReport {
     pub store: String,
+    /// The server read through (`--target`); the catch-up figures are
+    /// then the service's, there is no raw baseline, and the tail
+    /// latencies are of a follower beside the writer and of a second
+    /// client.
+    pub target: Option<String>,
+    /// Concurrent readers of the `_readers` figures (with --target).
+    pub readers: usize,
     pub entry_bytes: usize,
     pub entries: u64,
     pub seconds: f64,
     pub throughput_mb_s: f64,
     /// Each catch-up round's throughput, in order.
     pub throughput_mb_s_rounds: Vec<f64>,
+    /// With --target: all readers' bytes together per second, when
+    /// `readers` read the log at once (mean over rounds, and each round).
+    pub throughput_mb_s_readers: Option<f64>,
+    pub throughput_mb_s_readers_rounds: Vec<f64>,
+    /// With --target: object-store GETs the server made per GB of the log
+    /// read, with one reader, and with `readers` concurrent readers
+    /// (shared through its fragment cache, so about as many).
+    pub gets_per_gb_one_reader: Option<f64>,
+    pub gets_per_gb_readers: Option<f64>,
     pub fragments: usize,
     pub raw_get_mb_s: Option<f64>,
     /// Each raw GET phase in order (first and last, alternating with the
@@ -88,6 +112,9 @@ pub fn run(args: ReadArgs, loaded: &Loaded) -> Result<ReadReport, BenchError> {
             "sizes, durations and rates must be positive".into(),
         ));
     }
+    if let Some(remote) = args.service.client()? {
+        return service::run(&args, remote, args.service.remote_config());
+    }
     let (factory, temp_dir) = raw::bench_store(loaded)?;
     let config = Config {
         fragment_bytes_max: args.fragment_bytes,
@@ -107,20 +134,9 @@ pub fn run(args: ReadArgs, loaded: &Loaded) -> Result<ReadReport, BenchError> {
     // Prepare.
     let entries = (args.prepare_mb * 1_000_000).div_ceil(args.entry_bytes as u64);
     let writer = block_on(client.open_writer(name)).map_err(failed("open writer"))?;
-    let payload = Bytes::from(raw::pattern(args.entry_bytes));
-    let batch = 256u64;
-    let mut pending = Vec::new();
-    let mut sent = 0;
-    while sent < entries {
-        let n = batch.min(entries - sent);
-        pending.push(writer.append_batch(vec![payload.clone(); n as usize]));
-        sent += n;
-        if pending.len() >= 256 {
-            block_on(futures::future::try_join_all(pending.drain(..)))
-                .map_err(failed("prepare"))?;
-        }
-    }
-    block_on(futures::future::try_join_all(pending)).map_err(failed("prepare"))?;
+    append_all(args.entry_bytes, entries, 256, 256, |batch| {
+        writer.append_batch(batch)
+    })?;
     block_on(writer.close()).map_err(failed("close"))?;
 
     // Catch-up reads of the whole log alternate with raw GETs of the same
@@ -184,6 +200,12 @@ pub fn run(args: ReadArgs, loaded: &Loaded) -> Result<ReadReport, BenchError> {
     }
     Ok(ReadReport {
         store: factory.config().kind().to_string(),
+        target: None,
+        readers: 1,
+        throughput_mb_s_readers: None,
+        throughput_mb_s_readers_rounds: Vec::new(),
+        gets_per_gb_one_reader: None,
+        gets_per_gb_readers: None,
         entry_bytes: args.entry_bytes,
         entries: read,
         seconds,
@@ -201,7 +223,35 @@ pub fn run(args: ReadArgs, loaded: &Loaded) -> Result<ReadReport, BenchError> {
     })
 }
 
-fn failed(what: &'static str) -> impl Fn(woodpecker_engine::Error) -> BenchError {
+/// Appends `entries` entries of `entry_bytes` with `append`, `batch` at a
+/// time, `pending_max` batches unacknowledged at most.
+pub(super) fn append_all<A>(
+    entry_bytes: usize,
+    entries: u64,
+    batch: u64,
+    pending_max: usize,
+    mut append: impl FnMut(Vec<Bytes>) -> A,
+) -> Result<(), BenchError>
+where
+    A: std::future::Future<Output = woodpecker_engine::Result<std::ops::Range<u64>>>,
+{
+    let payload = Bytes::from(raw::pattern(entry_bytes));
+    let mut pending = Vec::new();
+    let mut sent = 0;
+    while sent < entries {
+        let n = batch.min(entries - sent);
+        pending.push(append(vec![payload.clone(); n as usize]));
+        sent += n;
+        if pending.len() >= pending_max {
+            block_on(futures::future::try_join_all(pending.drain(..)))
+                .map_err(failed("prepare"))?;
+        }
+    }
+    block_on(futures::future::try_join_all(pending)).map_err(failed("prepare"))?;
+    Ok(())
+}
+
+pub(super) fn failed(what: &'static str) -> impl Fn(woodpecker_engine::Error) -> BenchError {
     move |e| BenchError::Failed(format!("{what}: {e}"))
 }
 
@@ -275,56 +325,13 @@ fn tail_latency(
 ) -> Result<LatencyMs, BenchError> {
     let mut reader = block_on(client.open_reader(name, StartAt::Latest))
         .map_err(|e| BenchError::Failed(format!("open tail reader: {e}")))?;
-    let base = writer.durable_offset();
-    let count = ((args.tail_rate * args.duration_s as f64) as usize).max(1);
-    let epoch = Instant::now();
-    let acked: Arc<Vec<AtomicU64>> = Arc::new((0..count).map(|_| AtomicU64::new(0)).collect());
-    let reader_acked = acked.clone();
-    let seen = std::thread::spawn(move || {
-        let mut histogram = latency::histogram();
-        for i in 0..count {
-            let entry =
-                block_on(reader.next()).map_err(|e| BenchError::Failed(format!("tail: {e}")))?;
-            let seen_at = epoch.elapsed();
-            if entry.offset != base + i as u64 {
-                return Err(BenchError::Failed(format!(
-                    "tail saw {} for {}",
-                    entry.offset,
-                    base + i as u64
-                )));
-            }
-            // The ack may be observed after the reader saw the entry.
-            let deadline = Instant::now() + Duration::from_secs(10);
-            let ack_nanos = loop {
-                let nanos = reader_acked[i].load(Ordering::Acquire);
-                if nanos > 0 || Instant::now() > deadline {
-                    break nanos;
-                }
-                std::thread::yield_now();
-            };
-            let ack = Duration::from_nanos(ack_nanos);
-            latency::record(&mut histogram, seen_at.saturating_sub(ack));
-        }
-        Ok(histogram)
-    });
-    let interval = Duration::from_secs_f64(1.0 / args.tail_rate);
     let payload = Bytes::from(raw::pattern(args.entry_bytes));
-    for (i, slot) in acked.iter().enumerate() {
-        let due = epoch + interval * i as u32;
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        block_on(writer.append(payload.clone()))
-            .map_err(|e| BenchError::Failed(format!("append: {e}")))?;
-        slot.store(
-            (epoch.elapsed().as_nanos() as u64).max(1),
-            Ordering::Release,
-        );
-    }
-    let histogram = seen
-        .join()
-        .map_err(|_| BenchError::Failed("tail reader panicked".into()))??;
-    Ok(LatencyMs::from_histogram(&histogram))
+    tail::latency(
+        writer.durable_offset(),
+        args,
+        move || block_on(reader.next()).map(|entry| entry.offset),
+        || block_on(writer.append(payload.clone())).map(|_| ()),
+    )
 }
 
 pub fn print_summary(report: &ReadReport) {
@@ -337,6 +344,24 @@ pub fn print_summary(report: &ReadReport) {
         crate::mb_s_list(&report.throughput_mb_s_rounds),
         crate::mb_s_list(&report.raw_get_mb_s_phases)
     );
+    if let (Some(target), Some(many), Some(one_gets), Some(many_gets)) = (
+        &report.target,
+        report.throughput_mb_s_readers,
+        report.gets_per_gb_one_reader,
+        report.gets_per_gb_readers,
+    ) {
+        println!(
+            "  through {target}: 1 reader {:.1} MB/s, {} readers {:.1} MB/s together \
+             (rounds [{}]); GETs per GB of the log: 1 reader {:.1}, {} readers {:.1}",
+            report.throughput_mb_s,
+            report.readers,
+            many,
+            crate::mb_s_list(&report.throughput_mb_s_readers_rounds),
+            one_gets,
+            report.readers,
+            many_gets
+        );
+    }
     println!(
         "  catch-up {:.1} MB/s over {:.1} s; raw GET {} ({} in flight); engine/raw = {}",
         report.throughput_mb_s,
@@ -356,8 +381,12 @@ pub fn print_summary(report: &ReadReport) {
             .raw_get_cpu_s_per_gb
             .map_or("n/a".into(), |c| format!("{c:.2}")),
     );
+    let beside = match report.target {
+        Some(_) => "follower on the writer's server",
+        None => "in-process",
+    };
     for (label, l) in [
-        ("in-process", &report.tail_latency_ms),
+        (beside, &report.tail_latency_ms),
         ("second client", &report.tail_latency_cross_ms),
     ] {
         println!(
