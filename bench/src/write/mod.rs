@@ -145,11 +145,11 @@ pub fn run(mut args: WriteArgs, loaded: &Loaded) -> Result<WriteReport, BenchErr
     let store = factory.config().kind();
     let raw_applies = !args.no_raw && !matches!(store, "memory" | "null");
     let raw_inflight = args.uploads_in_flight * args.logs;
-    // The sides (the server first, with --target, then the engine) and
-    // raw PUTs alternate, so drift or a stall of a shared machine or store
-    // favours none of them, for throughput and for latency (--rate) alike;
-    // each raw phase PUTs objects of the first side's average fragment
-    // size so far.
+    // The sides (with --target the server and the engine, taking turns to
+    // go first) and raw PUTs alternate, so drift or a stall of a shared
+    // machine or store favours none of them, for throughput and for
+    // latency (--rate) alike; each raw phase PUTs objects of the first
+    // side's average fragment size so far.
     let rounds = args.rounds;
     let round_duration = Duration::from_secs_f64(args.duration_s as f64 / rounds as f64);
     let raw_duration = RAW_PHASE_LIMIT.min(round_duration);
@@ -191,7 +191,14 @@ pub fn run(mut args: WriteArgs, loaded: &Loaded) -> Result<WriteReport, BenchErr
         .is_some()
         .then(|| crate::report::Sampler::start(client.clone(), args.entry_bytes));
     'rounds: for round in 1..=rounds {
-        for side in &mut sides {
+        // The sides take turns going first (ABBA), so what a phase leaves
+        // behind on the store (a raw phase's deletes) burdens neither.
+        let order: Vec<usize> = match round % 2 {
+            1 => (0..sides.len()).collect(),
+            _ => (0..sides.len()).rev().collect(),
+        };
+        for i in order {
+            let side = &mut sides[i];
             progress.phase(format!("{} round {round}/{rounds}", side.label));
             if !side.round(&args, round_duration, per_appender_rate)? {
                 break 'rounds;
