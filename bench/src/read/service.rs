@@ -75,8 +75,9 @@ fn measure(
     for client in [remote, &second] {
         let mut reader =
             block_on(client.open_reader(name, StartAt::Latest)).map_err(failed("tail reader"))?;
+        let end = block_on(remote.end_offset(name)).map_err(failed("tail"))?;
         tails.push(tail::latency(
-            writer.durable_offset().max(entries),
+            end,
             args,
             move || block_on(reader.next()).map(|entry| entry.offset),
             || block_on(writer.append(payload.clone())).map(|_| ()),

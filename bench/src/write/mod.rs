@@ -227,15 +227,16 @@ pub fn run(mut args: WriteArgs, loaded: &Loaded) -> Result<WriteReport, BenchErr
     if let Some(truncator) = truncator {
         truncator.stop()?;
     }
-    let stats = sides[0].stats()?;
-    let embedded_stats = client.stats();
+    let ends = sides
+        .iter()
+        .map(Side::stats)
+        .collect::<Result<Vec<_>, _>>()?;
     let figures: Vec<SideFigures> = sides
         .iter()
-        .map(|side| match side.label {
-            "engine" => side.figures(args.entry_bytes, &embedded_stats),
-            _ => side.figures(args.entry_bytes, &stats),
-        })
+        .zip(&ends)
+        .map(|(side, end)| side.figures(args.entry_bytes, end))
         .collect();
+    let stats = ends[0];
     let histogram = sides[0].histogram.clone();
     let seconds = sides[0].seconds;
     let first_error = sides.iter_mut().find_map(|s| s.first_error.take());
