@@ -91,6 +91,10 @@ fn logs_entries_and_a_graceful_shutdown_that_keeps_everything() {
         metrics.contains(r#"woodpecker_http_requests_total{route="append",status="200"}"#),
         "{metrics}"
     );
+    assert!(
+        metrics.contains(r#"woodpecker_http_request_duration_seconds_count{route="append"}"#),
+        "{metrics}"
+    );
 
     // SIGTERM: the writer seals; a new server reads every entry back.
     assert!(served.terminate(Duration::from_secs(60)).success());

@@ -3,7 +3,7 @@
 use super::dedup::Begin;
 use super::{read, shutting_down, InFlight, Shared};
 use crate::error::{ApiError, Code, RETRY_AFTER_S};
-use crate::framing::{self, Limits};
+use crate::framing::{self, FramedEntry, Limits};
 use crate::json::{
     JsonAppended, JsonCreate, JsonEntries, JsonLog, JsonLogInfo, JsonLogPage, JsonTail,
     JsonTruncate, JsonWriter,
@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use woodpecker_shards::{LogWriter, Properties};
 
 /// A response body: whole, or streamed (follow reads).
@@ -33,6 +33,7 @@ const READY_LIMIT: Duration = Duration::from_secs(5);
 
 pub(crate) async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Body> {
     let _in_flight = InFlight::new(&shared);
+    let started = Instant::now();
     let routed = route(request.method().as_str(), request.uri().path());
     let label = routed.as_ref().map_or("unknown", route_label);
     let response = match routed {
@@ -56,6 +57,10 @@ pub(crate) async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> R
         .requests
         .with_label_values(&[label, response.status().as_str()])
         .inc();
+    shared
+        .request_seconds
+        .with_label_values(&[label])
+        .observe(started.elapsed().as_secs_f64());
     response
 }
 
@@ -187,8 +192,8 @@ async fn append(
         entries_max: shared.config.batch_entries_max,
         entry_bytes_max: writer.entry_bytes_max(),
     };
-    let body = body_bytes(shared, request).await?;
     let entries = if is_json {
+        let body = body_bytes(shared, request).await?;
         let parsed: JsonEntries = serde_json::from_slice(&body)
             .map_err(|e| ApiError::malformed(format!("append body: {e}")))?;
         if parsed.entries.len() > limits.entries_max {
@@ -204,10 +209,7 @@ async fn append(
             .map(|(i, entry)| entry.into_framed(i))
             .collect::<Result<Vec<_>, _>>()?
     } else {
-        framing::decode(body, false, limits).map_err(|e| match e {
-            framing::FramingError::Truncated { .. } => ApiError::malformed(e.to_string()),
-            _ => too_large(e.to_string()),
-        })?
+        framed_body(shared, request, limits).await?
     };
     if entries.is_empty() {
         return Err(ApiError::malformed("an append needs at least one entry"));
@@ -326,7 +328,12 @@ fn too_large(message: String) -> ApiError {
 }
 
 /// The request body, refused past the body limit.
-async fn body_bytes(shared: &Shared, request: Request<Incoming>) -> Result<Bytes, ApiError> {
+/// The request's body, at most `body_bytes_max` of it (refused at once if
+/// its declared length is over).
+fn limited_body(
+    shared: &Shared,
+    request: Request<Incoming>,
+) -> Result<Limited<Incoming>, ApiError> {
     let max = shared.config.body_bytes_max;
     let declared = request
         .headers()
@@ -334,23 +341,56 @@ async fn body_bytes(shared: &Shared, request: Request<Incoming>) -> Result<Bytes
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return Err(too_large(format!(
-            "the body is over the limit of {max} bytes"
-        )));
+        return Err(body_too_large(max));
     }
-    match Limited::new(request.into_body(), max).collect().await {
+    Ok(Limited::new(request.into_body(), max))
+}
+
+fn body_too_large(max: usize) -> ApiError {
+    too_large(format!("the body is over the limit of {max} bytes"))
+}
+
+/// A body's read failure: over the limit, or the connection's.
+fn body_error(max: usize, err: Box<dyn std::error::Error + Send + Sync>) -> ApiError {
+    if err
+        .downcast_ref::<http_body_util::LengthLimitError>()
+        .is_some()
+    {
+        body_too_large(max)
+    } else {
+        ApiError::malformed(format!("reading the body: {err}"))
+    }
+}
+
+async fn body_bytes(shared: &Shared, request: Request<Incoming>) -> Result<Bytes, ApiError> {
+    let max = shared.config.body_bytes_max;
+    match limited_body(shared, request)?.collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(err)
-            if err
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(too_large(format!(
-                "the body is over the limit of {max} bytes"
-            )))
-        }
-        Err(err) => Err(ApiError::malformed(format!("reading the body: {err}"))),
+        Err(err) => Err(body_error(max, err)),
     }
+}
+
+/// Decodes a framed body as its chunks arrive, without joining them
+/// (entries are slices of the chunks they lie in).
+async fn framed_body(
+    shared: &Shared,
+    request: Request<Incoming>,
+    limits: Limits,
+) -> Result<Vec<FramedEntry>, ApiError> {
+    let max = shared.config.body_bytes_max;
+    let framing_error = |e: framing::FramingError| match e {
+        framing::FramingError::Truncated { .. } => ApiError::malformed(e.to_string()),
+        _ => too_large(e.to_string()),
+    };
+    let mut body = limited_body(shared, request)?;
+    let mut decoder = framing::ChunkDecoder::new(false, limits);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| body_error(max, err))?;
+        if let Ok(data) = frame.into_data() {
+            decoder.push(data).map_err(framing_error)?;
+        }
+    }
+    decoder.finish().map_err(framing_error)
 }
 
 async fn json_body<T: serde::de::DeserializeOwned>(

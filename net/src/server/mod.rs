@@ -83,6 +83,7 @@ pub(crate) struct Shared {
     pub dedup: dedup::Dedup,
     pub metrics: prometheus::Registry,
     pub requests: prometheus::IntCounterVec,
+    pub request_seconds: prometheus::HistogramVec,
     stopping: AtomicBool,
     stop: Event,
     connections: AtomicUsize,
@@ -167,6 +168,19 @@ impl Server {
         metrics
             .register(Box::new(requests.clone()))
             .expect("a fresh registry takes the request counter");
+        let request_seconds = prometheus::HistogramVec::new(
+            prometheus::HistogramOpts::new(
+                "woodpecker_http_request_duration_seconds",
+                "From a request's head to its answer (an append's answer waits for \
+                 durability; a follow stream's for its first bytes), by route.",
+            )
+            .buckets(prometheus::exponential_buckets(0.000_1, 2.0, 18).expect("valid buckets")),
+            &["route"],
+        )
+        .expect("valid histogram options");
+        metrics
+            .register(Box::new(request_seconds.clone()))
+            .expect("a fresh registry takes the request histogram");
         let shared = Arc::new(Shared {
             writers: Writers::new(client.clone()),
             dedup: dedup::Dedup::default(),
@@ -174,6 +188,7 @@ impl Server {
             config,
             metrics,
             requests,
+            request_seconds,
             stopping: AtomicBool::new(false),
             stop: Event::new(),
             connections: AtomicUsize::new(0),
