@@ -307,3 +307,28 @@ fn a_sigkilled_server_loses_no_acknowledged_entry() {
     }
     assert!(served.terminate(Duration::from_secs(60)).success());
 }
+
+#[test]
+fn an_address_in_use_is_refused_with_a_hint() {
+    assert!(
+        std::env::var("WOODPECKER_S3_ENDPOINT").is_ok(),
+        "WOODPECKER_S3_ENDPOINT is not set: start the servers with scripts/servers.sh start"
+    );
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = holder.local_addr().unwrap().to_string();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_woodpecker"))
+        .args([
+            "serve", "--listen", &addr, "--store", "s3", "--meta", "etcd",
+        ])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("running woodpecker serve");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "serve started on a taken address");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}"))
+            && stderr.contains("a server stopped moments ago holds it until its shutdown ends"),
+        "{stderr}"
+    );
+    drop(holder);
+}

@@ -144,9 +144,16 @@ impl Server {
         // address (another server would otherwise share it silently), and
         // it resolves port 0.
         let probe = std::net::TcpListener::bind(config.listen).map_err(|e| {
+            let hint = match e.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    " (another process holds it; a server stopped moments ago holds it until \
+                     its shutdown ends)"
+                }
+                _ => "",
+            };
             Error::new(
                 ErrorKind::Invalid,
-                format!("cannot listen on {}: {e}", config.listen),
+                format!("cannot listen on {}: {e}{hint}", config.listen),
             )
         })?;
         let addr = probe
