@@ -316,13 +316,7 @@ fn an_address_in_use_is_refused_with_a_hint() {
     );
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = holder.local_addr().unwrap().to_string();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_woodpecker"))
-        .args([
-            "serve", "--listen", &addr, "--store", "s3", "--meta", "etcd",
-        ])
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("running woodpecker serve");
+    let output = serve_on(&addr);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "serve started on a taken address");
     assert!(
@@ -331,4 +325,42 @@ fn an_address_in_use_is_refused_with_a_hint() {
         "{stderr}"
     );
     drop(holder);
+}
+
+#[test]
+fn a_restarted_server_takes_its_address_back_at_once() {
+    let served = Served::start(&[]);
+    let addr = served.base.trim_start_matches("http://").to_string();
+    // Connections the server closes leave TIME_WAIT sockets on its port,
+    // as any server under load has when it is restarted.
+    for _ in 0..3 {
+        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+        let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        std::io::Write::write_all(&mut conn, request).unwrap();
+        let mut answer = Vec::new();
+        std::io::Read::read_to_end(&mut conn, &mut answer).unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    }
+    assert!(served.terminate(Duration::from_secs(60)).success());
+    let again = Served::start_at(&addr, &[], &[], std::process::Stdio::inherit(), "http");
+    let (status, _) = call(agent().get(&again.url("/healthz")), None);
+    assert_eq!(status, 200);
+    // A second server on a live server's address is still refused.
+    let second = serve_on(&addr);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        !second.status.success() && stderr.contains("Address already in use"),
+        "{stderr}"
+    );
+    assert!(again.terminate(Duration::from_secs(60)).success());
+}
+
+/// Runs `woodpecker serve` on `addr` to its end (it ends at once when it
+/// cannot listen there).
+fn serve_on(addr: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_woodpecker"))
+        .args(["serve", "--listen", addr, "--store", "s3", "--meta", "etcd"])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("running woodpecker serve")
 }

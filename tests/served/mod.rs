@@ -27,19 +27,24 @@ impl Served {
     /// [`Served::start`] with extra environment, its stderr (the log) sent
     /// to `stderr`, and the URL scheme of its address.
     pub fn start_with(extra: &[&str], env: &[(&str, &str)], stderr: Stdio, scheme: &str) -> Served {
+        Served::start_at("127.0.0.1:0", extra, env, stderr, scheme)
+    }
+
+    /// [`Served::start_with`] listening on `listen`.
+    pub fn start_at(
+        listen: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+        scheme: &str,
+    ) -> Served {
         assert!(
             std::env::var("WOODPECKER_S3_ENDPOINT").is_ok(),
             "WOODPECKER_S3_ENDPOINT is not set: start the servers with scripts/servers.sh start"
         );
         let mut child = Command::new(env!("CARGO_BIN_EXE_woodpecker"))
             .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--store",
-                "s3",
-                "--meta",
-                "etcd",
+                "serve", "--listen", listen, "--store", "s3", "--meta", "etcd",
             ])
             .args(extra)
             .env_remove("RUST_LOG")

@@ -16,9 +16,26 @@ use woodpecker_engine::hyper_io::{HyperIo, Stream};
 /// has its own listener and the kernel spreads connections over them) and
 /// starts accepting.
 pub(super) fn listen(shared: Arc<Shared>, addr: SocketAddr) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let listener = bind(addr)?;
     glommio::spawn_local(accept_loop(shared, listener)).detach();
     Ok(())
+}
+
+/// A listening socket with `SO_REUSEPORT` and also `SO_REUSEADDR`, which
+/// the connections it accepts inherit: the `TIME_WAIT` sockets they leave
+/// when the server closes them then do not keep the next server process
+/// off the address for a minute.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    // SAFETY: the descriptor is a bound, listening TCP socket whose
+    // ownership passes to the listener.
+    Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
 }
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
