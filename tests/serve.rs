@@ -310,10 +310,6 @@ fn a_sigkilled_server_loses_no_acknowledged_entry() {
 
 #[test]
 fn an_address_in_use_is_refused_with_a_hint() {
-    assert!(
-        std::env::var("WOODPECKER_S3_ENDPOINT").is_ok(),
-        "WOODPECKER_S3_ENDPOINT is not set: start the servers with scripts/servers.sh start"
-    );
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = holder.local_addr().unwrap().to_string();
     let output = serve_on(&addr);
@@ -358,9 +354,7 @@ fn a_restarted_server_takes_its_address_back_at_once() {
 /// Runs `woodpecker serve` on `addr` to its end (it ends at once when it
 /// cannot listen there).
 fn serve_on(addr: &str) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_woodpecker"))
-        .args(["serve", "--listen", addr, "--store", "s3", "--meta", "etcd"])
-        .env_remove("RUST_LOG")
+    serve_command(addr)
         .output()
         .expect("running woodpecker serve")
 }

@@ -38,16 +38,8 @@ impl Served {
         stderr: Stdio,
         scheme: &str,
     ) -> Served {
-        assert!(
-            std::env::var("WOODPECKER_S3_ENDPOINT").is_ok(),
-            "WOODPECKER_S3_ENDPOINT is not set: start the servers with scripts/servers.sh start"
-        );
-        let mut child = Command::new(env!("CARGO_BIN_EXE_woodpecker"))
-            .args([
-                "serve", "--listen", listen, "--store", "s3", "--meta", "etcd",
-            ])
+        let mut child = serve_command(listen)
             .args(extra)
-            .env_remove("RUST_LOG")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -91,6 +83,22 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `woodpecker serve` on `listen`, on MinIO and etcd, without the
+/// caller's `RUST_LOG`.
+pub fn serve_command(listen: &str) -> Command {
+    assert!(
+        std::env::var("WOODPECKER_S3_ENDPOINT").is_ok(),
+        "WOODPECKER_S3_ENDPOINT is not set: start the servers with scripts/servers.sh start"
+    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_woodpecker"));
+    command
+        .args([
+            "serve", "--listen", listen, "--store", "s3", "--meta", "etcd",
+        ])
+        .env_remove("RUST_LOG");
+    command
 }
 
 pub fn agent() -> ureq::Agent {
