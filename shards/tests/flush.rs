@@ -6,7 +6,9 @@
 
 mod common;
 
+use bytes::Bytes;
 use common::*;
+use futures::stream::{FuturesUnordered, StreamExt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use woodpecker_engine::store::fault::FaultRule;
@@ -90,6 +92,61 @@ fn adaptive_fragments_fill_under_a_saturating_load() {
     let writer = Arc::into_inner(writer).expect("the appenders are done");
     within(10, writer.close()).unwrap();
     assert_log_holds(&clean, "busy", 0, &acked);
+}
+
+/// A slot that frees while appends are still queued does not ship the
+/// open fragment: the driver takes the whole backlog first (up to the
+/// fragment's size), so a saturated writer's fragments do not shrink to
+/// one ingest turn (4,096 requests) each time an upload ends.
+#[test]
+fn adaptive_ships_only_once_the_queued_appends_are_in() {
+    let fragment_bytes_max = 1 << 20;
+    let config = Config {
+        fragment_bytes_max,
+        shard_buffer_bytes_max: 16 << 20,
+        ..config(FlushPolicy::Adaptive)
+    };
+    let (client, clean) = fault_clients(config, slow_uploads(), None);
+    within(30, client.create_log("queued")).unwrap();
+    let writer = Arc::new(within(10, client.open_writer("queued")).unwrap());
+    // 40,000 appends of 32 bytes, 10,000 queued at once per thread: more
+    // than one ingest turn waits in the ring while upload slots are free.
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let writer = writer.clone();
+            std::thread::spawn(move || {
+                let payloads: Vec<_> = (0..10_000)
+                    .map(|seq| Bytes::from(format!("{t:>4}{seq:>28}")))
+                    .collect();
+                within(60, async move {
+                    let appends: FuturesUnordered<_> = payloads
+                        .into_iter()
+                        .map(|data| {
+                            let append = writer.append(data.clone());
+                            async move { (append.await.expect("append"), data) }
+                        })
+                        .collect();
+                    appends.collect::<Vec<_>>().await
+                })
+            })
+        })
+        .collect();
+    let mut acked: Vec<_> = handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("appender"))
+        .collect();
+    acked.sort_by_key(|(offset, _)| *offset);
+    let stats = client.stats();
+    let mean = stats.bytes_uploaded / stats.fragments_uploaded;
+    assert!(
+        mean * 4 >= fragment_bytes_max as u64,
+        "{} fragments of {mean} bytes on average for {} bytes; the limit is {fragment_bytes_max}",
+        stats.fragments_uploaded,
+        stats.bytes_uploaded
+    );
+    let writer = Arc::into_inner(writer).expect("the appenders are done");
+    within(10, writer.close()).unwrap();
+    assert_log_holds(&clean, "queued", 0, &acked);
 }
 
 /// With `profile_stages`, every append's latency splits into its stages:

@@ -366,9 +366,10 @@ impl LogDriver {
     }
 
     /// Closes the open fragment if its time has come: at once if an upload
-    /// slot is free (adaptive policy; what gathered while every slot was
-    /// busy ships together), else `flush_interval_ms` after its first
-    /// entry.
+    /// slot is free and no request waits to be copied in (adaptive policy;
+    /// what gathered while every slot was busy, or queued while the driver
+    /// was copying, ships together), else `flush_interval_ms` after its
+    /// first entry.
     async fn flush_if_due(&mut self) {
         let Some(open) = self.open.as_ref().filter(|f| !f.encoder.is_empty()) else {
             return;
@@ -376,13 +377,20 @@ impl LogDriver {
         let interval = Duration::from_millis(self.config().flush_interval_ms);
         let due = match self.config().flush_policy {
             FlushPolicy::Adaptive => {
-                self.upload_slot_free() || open.opened_at.elapsed() >= interval
+                (self.caught_up() && self.upload_slot_free())
+                    || open.opened_at.elapsed() >= interval
             }
             FlushPolicy::Interval => open.opened_at.elapsed() >= interval,
         };
         if due {
             self.close_fragment().await;
         }
+    }
+
+    /// Whether every request queued so far is in the open fragment: the
+    /// ring is empty and no request or batch waits for a buffer.
+    fn caught_up(&self) -> bool {
+        self.ring.is_empty() && self.stalled.is_none() && self.batch.is_none()
     }
 
     /// Whether a fragment closed now would start uploading at once (no
