@@ -236,6 +236,64 @@ fn bad_requests_get_a_coded_4xx_and_the_server_serves_on() {
     assert!(served.terminate(Duration::from_secs(60)).success());
 }
 
+/// An entry's size counts each property's 6 header bytes with its key and
+/// value, as the engine counts it: an entry over the limit only by those
+/// bytes is `too_large` (413), framed or JSON, and nothing is written; one
+/// at the limit is written.
+#[test]
+fn an_entry_over_the_limit_by_its_property_headers_is_too_large() {
+    let fragment_bytes_max = 65_536;
+    let max = woodpecker_shards::Config {
+        fragment_bytes_max,
+        ..woodpecker_shards::Config::default()
+    }
+    .entry_bytes_max();
+    let served = Served::start_with(
+        &[],
+        &[(
+            "WOODPECKER_ENGINE_FRAGMENT_BYTES_MAX",
+            &fragment_bytes_max.to_string(),
+        )],
+        std::process::Stdio::inherit(),
+        "http",
+    );
+    let agent = agent();
+    let name = unique("serve-entry-limit");
+    create(&agent, &served, &name);
+    // Key and value of one byte each: 1 + 1 + 6 bytes with the payload.
+    let sized = |bytes: usize| FramedEntry {
+        offset: None,
+        payload: bytes::Bytes::from(vec![7u8; bytes - 8]),
+        properties: vec![(bytes::Bytes::from("k"), bytes::Bytes::from("v"))],
+    };
+    let entries = served.url(&format!("/v1/logs/{name}/entries"));
+    let over = sized(max + 1);
+    let json_over = serde_json::json!({"entries": [{
+        "payload": String::from_utf8(over.payload.to_vec()).unwrap(),
+        "properties": {"k": "v"},
+    }]})
+    .to_string();
+    for (media, body) in [
+        (MEDIA_TYPE, framing::encode(std::slice::from_ref(&over))),
+        ("application/json", json_over.into_bytes().into()),
+    ] {
+        let (status, answer) = call(agent.post(&entries), Some((media, &body)));
+        assert_eq!(
+            (status, json(&answer)["code"].as_str()),
+            (413, Some("too_large")),
+            "{media}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    let at_limit = sized(max);
+    assert_eq!(
+        append(&agent, &served, &name, std::slice::from_ref(&at_limit)),
+        0
+    );
+    assert_holds(&read_all(&agent, &served, &name), &[at_limit]);
+    assert!(served.terminate(Duration::from_secs(60)).success());
+}
+
 #[test]
 fn a_sigkilled_server_loses_no_acknowledged_entry() {
     let served = Served::start(&[]);

@@ -24,7 +24,7 @@ mod upload;
 
 pub use client::{block_on, Ack, Client, LogStatus, LogWriter};
 pub use config::{Config, FlushPolicy};
-pub use driver::Properties;
+pub use driver::{entry_bytes, Properties, PROPERTY_OVERHEAD_BYTES};
 pub use metrics::Metrics;
 pub use profile::StageProfile;
 pub use reader::{LogReader, ReadEntry, StartAt};

@@ -15,6 +15,7 @@
 //! allocate more than the body it was given.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use woodpecker_shards::PROPERTY_OVERHEAD_BYTES;
 
 pub mod fuzz;
 mod stream;
@@ -47,7 +48,9 @@ impl From<woodpecker_shards::ReadEntry> for FramedEntry {
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub entries_max: usize,
-    /// Payload plus property keys and values of one entry.
+    /// One entry's size as the engine counts it
+    /// (`woodpecker_shards::entry_bytes`): payload, and per property its
+    /// key, its value and 6 bytes of lengths.
     pub entry_bytes_max: usize,
 }
 
@@ -132,7 +135,7 @@ pub fn decode(
             }
             let key = body.split_to(key_len);
             let value_len = body.get_u32_le() as usize;
-            bytes = bytes.saturating_add(key_len + value_len);
+            bytes = bytes.saturating_add(PROPERTY_OVERHEAD_BYTES + key_len + value_len);
             if bytes > limits.entry_bytes_max {
                 return Err(too_large(bytes));
             }
@@ -274,10 +277,16 @@ mod tests {
             entry_bytes_max: 5,
             ..LIMITS
         };
+        // A property counts its key, its value and 6 bytes of lengths.
         assert!(matches!(
-            decode(props, false, limits).unwrap_err(),
-            FramingError::EntryTooLarge { bytes: 6, .. }
+            decode(props.clone(), false, limits).unwrap_err(),
+            FramingError::EntryTooLarge { bytes: 12, .. }
         ));
+        let exact = Limits {
+            entry_bytes_max: 12,
+            ..LIMITS
+        };
+        assert_eq!(decode(props, false, exact).unwrap().len(), 1);
         // A value declared over the limit is refused before its bytes are
         // looked for, as the chunk decoder refuses it before they arrive.
         let mut declared = BytesMut::new();
@@ -285,7 +294,7 @@ mod tests {
         declared.put_u32_le(100);
         assert!(matches!(
             decode(declared.freeze(), false, limits).unwrap_err(),
-            FramingError::EntryTooLarge { bytes: 102, .. }
+            FramingError::EntryTooLarge { bytes: 108, .. }
         ));
     }
 

@@ -2,7 +2,7 @@
 //! stream ([`decode_stream`]) and an append's request body in the chunks
 //! the connection delivers ([`ChunkDecoder`]).
 
-use super::{decode, FramedEntry, FramingError, Limits, ENTRY_HEAD_BYTES};
+use super::{decode, FramedEntry, FramingError, Limits, ENTRY_HEAD_BYTES, PROPERTY_OVERHEAD_BYTES};
 use bytes::{Bytes, BytesMut};
 
 /// Takes the whole entries at the front of `buf`, a stream's bytes as
@@ -168,7 +168,7 @@ fn extent(buf: &[u8], with_offsets: bool, limits: Limits) -> Result<Extent, Fram
         };
         let value_len = u32::from_le_bytes(value.try_into().expect("4 bytes")) as usize;
         at += 4;
-        bytes = bytes.saturating_add(key_len + value_len);
+        bytes = bytes.saturating_add(PROPERTY_OVERHEAD_BYTES + key_len + value_len);
         if bytes > limits.entry_bytes_max {
             return Err(too_large(bytes));
         }

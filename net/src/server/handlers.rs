@@ -215,12 +215,7 @@ async fn append(
         return Err(ApiError::malformed("an append needs at least one entry"));
     }
     for (i, entry) in entries.iter().enumerate() {
-        let bytes = entry.payload.len()
-            + entry
-                .properties
-                .iter()
-                .map(|(k, v)| k.len() + v.len())
-                .sum::<usize>();
+        let bytes = woodpecker_shards::entry_bytes(&entry.payload, &entry.properties);
         if bytes > limits.entry_bytes_max {
             return Err(too_large(format!(
                 "entry {i} holds {bytes} bytes, more than the limit of {}",

@@ -214,13 +214,20 @@ impl LogDriver {
     }
 }
 
-pub(super) fn entry_bytes(payload: &[u8], props: &Properties) -> usize {
+/// Bytes an entry counts against `entry_bytes_max`: its payload and, for
+/// each property, its key, its value and their
+/// [`PROPERTY_OVERHEAD_BYTES`] (the lengths the fragment stores with them).
+pub fn entry_bytes(payload: &[u8], props: &Properties) -> usize {
     payload.len()
         + props
             .iter()
-            .map(|(k, v)| 6 + k.len() + v.len())
+            .map(|(k, v)| PROPERTY_OVERHEAD_BYTES + k.len() + v.len())
             .sum::<usize>()
 }
+
+/// What a property costs an entry besides its key and value: the key's
+/// `u16` length and the value's `u32` length.
+pub const PROPERTY_OVERHEAD_BYTES: usize = 2 + 4;
 
 pub(super) fn too_large(max: usize) -> Error {
     Error::new(

@@ -44,6 +44,8 @@ mod ingest;
 mod stop;
 mod uploads;
 
+pub use ingest::{entry_bytes, PROPERTY_OVERHEAD_BYTES};
+
 /// Properties of one entry: small key/value pairs.
 pub type Properties = Vec<(Bytes, Bytes)>;
 
