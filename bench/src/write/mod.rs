@@ -108,7 +108,8 @@ pub struct WriteReport {
     /// Mean time of one fragment upload, start to durable.
     pub upload_latency_mean_ms: f64,
     /// The slowest fragment upload of the run (a store stall shows here,
-    /// and in the ack latency of every entry behind it).
+    /// and in the ack latency of every entry behind it). With `target`, the
+    /// upper bound of the server's histogram bucket that holds it.
     pub upload_latency_max_ms: f64,
     /// Uploads in flight on average over the engine phases (at most
     /// uploads_in_flight_max per log).
