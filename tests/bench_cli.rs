@@ -184,9 +184,12 @@ fn bench_write_at_a_rate_alternates_with_raw_phases() {
             "65536",
             "--flush-interval-ms",
             "2",
+            "--raw-inflight",
+            "1",
         ],
     );
     check_write(&report, true);
+    assert_eq!(report["raw_inflight"], 1, "{report}");
     // Open loop at 2,000/s for one second in all: about 2,000 entries.
     let entries = report["entries"].as_u64().unwrap();
     assert!((1500..=2100).contains(&entries), "{report}");

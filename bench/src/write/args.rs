@@ -76,6 +76,11 @@ pub struct WriteArgs {
     /// Skip the raw PUT baseline.
     #[arg(long)]
     pub no_raw: bool,
+    /// PUTs the raw phases keep in flight [default: --uploads-in-flight
+    /// times --logs, the engine's own parallelism]; 1 gives the latency of
+    /// a lone PUT of the engine's fragment size, next to the acks.
+    #[arg(long, value_name = "N")]
+    pub raw_inflight: Option<usize>,
     /// Print the client's Prometheus metrics (text format) on stderr at the
     /// end, after the writers closed.
     #[arg(long)]
@@ -146,9 +151,15 @@ impl WriteArgs {
             self.shards,
             self.rounds,
         ];
-        if positive.contains(&0) || self.duration_s == 0 || self.flush_interval_ms == 0 {
+        if positive.contains(&0)
+            || self.duration_s == 0
+            || self.flush_interval_ms == 0
+            || self.raw_inflight == Some(0)
+        {
             return Err(BenchError::Invalid(
-                "counts, sizes, --duration-s and --flush-interval-ms must be positive".into(),
+                "counts, sizes, --duration-s, --flush-interval-ms and --raw-inflight must be \
+                 positive"
+                    .into(),
             ));
         }
         if self.service.url.is_some()

@@ -145,7 +145,9 @@ pub fn run(mut args: WriteArgs, loaded: &Loaded) -> Result<WriteReport, BenchErr
     config.validate().map_err(BenchError::Invalid)?;
     let store = factory.config().kind();
     let raw_applies = !args.no_raw && !matches!(store, "memory" | "null");
-    let raw_inflight = args.uploads_in_flight * args.logs;
+    let raw_inflight = args
+        .raw_inflight
+        .unwrap_or(args.uploads_in_flight * args.logs);
     // The sides (with --target the server and the engine, taking turns to
     // go first) and raw PUTs alternate, so drift or a stall of a shared
     // machine or store favours none of them, for throughput and for

@@ -67,13 +67,17 @@ pub fn print_summary(report: &WriteReport) {
         );
     }
     if let (Some(raw), Some(ratio)) = (report.raw_put_mb_s, report.ratio_to_raw) {
-        let p99 = report.raw_put_latency_ms.map_or(0.0, |l| l.p99);
+        let (p50, p99) = report
+            .raw_put_latency_ms
+            .map_or((0.0, 0.0), |l| (l.p50, l.p99));
         println!(
-            "  raw PUT {:.1} MB/s, mean of [{}] ({} B x {} in flight, p99 {:.2} ms); engine/raw = {:.3}",
+            "  raw PUT {:.1} MB/s, mean of [{}] ({} B x {} in flight, p50 {:.2} p99 {:.2} ms); \
+             engine/raw = {:.3}",
             raw,
             crate::mb_s_list(&report.raw_put_mb_s_phases),
             report.raw_object_bytes.unwrap_or(0),
             report.raw_inflight.unwrap_or(0),
+            p50,
             p99,
             ratio
         );
