@@ -47,7 +47,8 @@ pub struct Config {
     pub fragment_entries_max: usize,
     /// When a fragment that is neither full nor at `fragment_entries_max`
     /// closes: `interval` at `flush_interval_ms`, `adaptive` (group commit)
-    /// as soon as an upload slot is free. Default adaptive.
+    /// as soon as an upload slot is free and every append queued so far is
+    /// in it. Default adaptive.
     pub flush_policy: FlushPolicy,
     /// A fragment is closed this long after its first entry at the latest,
     /// full or not (under `adaptive`, the bound while every upload slot is
