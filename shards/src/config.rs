@@ -10,9 +10,10 @@ use woodpecker_engine::format::fragment::fragment_bytes_for;
 #[serde(rename_all = "lowercase")]
 pub enum FlushPolicy {
     /// Group commit: the open fragment ships as soon as one of the log's
-    /// upload slots is free; while every slot is busy, entries gather and
-    /// ship together when one frees (or at `flush_interval_ms`). An ack
-    /// costs about one PUT at low load; fragments stay large under load.
+    /// upload slots is free and it is worth one (see
+    /// [`Config::flush_bytes_per_upload`]); while it waits, entries gather
+    /// and ship together (or at `flush_interval_ms`). An ack costs about
+    /// one PUT at low load; fragments stay large under load.
     #[default]
     Adaptive,
     /// The open fragment ships `flush_interval_ms` after its first entry
@@ -47,13 +48,21 @@ pub struct Config {
     pub fragment_entries_max: usize,
     /// When a fragment that is neither full nor at `fragment_entries_max`
     /// closes: `interval` at `flush_interval_ms`, `adaptive` (group commit)
-    /// as soon as an upload slot is free and every append queued so far is
-    /// in it. Default adaptive.
+    /// as soon as an upload slot is free, the fragment is worth one
+    /// (`flush_bytes_per_upload`) and every append queued so far is in it.
+    /// Default adaptive.
     pub flush_policy: FlushPolicy,
     /// A fragment is closed this long after its first entry at the latest,
     /// full or not (under `adaptive`, the bound while every upload slot is
     /// busy). Default 10 ms.
     pub flush_interval_ms: u64,
+    /// Under `adaptive`, while `k` of the log's uploads run, the open
+    /// fragment ships beside them only once it holds `k` times this many
+    /// bytes (with none running it ships at once): concurrent uploads
+    /// carry bandwidth, and a small fragment waits for a running upload
+    /// instead of slowing every upload in flight down. 0 ships whenever a
+    /// slot is free. Default 1 MiB.
+    pub flush_bytes_per_upload: usize,
     /// Fragments of one log uploading at once. Default 8.
     pub uploads_in_flight_max: usize,
     /// Fragment buffer memory per shard, shared by its logs; when it is all
@@ -129,6 +138,7 @@ impl Default for Config {
             fragment_entries_max: 65_536,
             flush_policy: FlushPolicy::Adaptive,
             flush_interval_ms: 10,
+            flush_bytes_per_upload: 1 << 20,
             uploads_in_flight_max: 8,
             shard_buffer_bytes_max: 256 << 20,
             log_buffers_max: 10,

@@ -1,7 +1,8 @@
 //! The flush policies against a store with added latency: under
 //! `adaptive`, an append at low load is acknowledged within about one
 //! upload, not the flush interval; under a saturating load fragments still
-//! fill; acknowledgements stay in offset order and no fragment is empty
+//! fill, and beside a running upload only a fragment worth one ships;
+//! acknowledgements stay in offset order and no fragment is empty
 //! (the scan decodes every fragment, and an empty one does not decode).
 
 mod common;
@@ -147,6 +148,66 @@ fn adaptive_ships_only_once_the_queued_appends_are_in() {
     let writer = Arc::into_inner(writer).expect("the appenders are done");
     within(10, writer.close()).unwrap();
     assert_log_holds(&clean, "queued", 0, &acked);
+}
+
+/// While an upload runs, appends that do not add up to
+/// `flush_bytes_per_upload` gather in the open fragment and ship together
+/// when it ends (not each in a PUT of its own beside it); appends that do
+/// ship beside it at once.
+#[test]
+fn adaptive_ships_beside_a_running_upload_only_a_fragment_worth_it() {
+    let upload_latency = Duration::from_millis(200);
+    let config = Config {
+        flush_bytes_per_upload: 16 << 10,
+        ..config(FlushPolicy::Adaptive)
+    };
+    let rules = vec![FaultRule {
+        ops: vec![Op::PutIfAbsent],
+        latency: upload_latency,
+        ..FaultRule::default()
+    }];
+    let (client, clean) = fault_clients(config, rules, None);
+    within(30, client.create_log("worth")).unwrap();
+    let writer = within(10, client.open_writer("worth")).unwrap();
+    let mut acked = Vec::new();
+
+    // 1 entry ships alone; 10 of 1,000 bytes, one per 5 ms while it
+    // uploads, are less than 16 KiB: they wait for it and ship together.
+    let first = writer.append(entry(0));
+    std::thread::sleep(Duration::from_millis(20));
+    let small: Vec<_> = (1..=10)
+        .map(|seq| {
+            let ack = writer.append(entry(seq));
+            std::thread::sleep(Duration::from_millis(5));
+            ack
+        })
+        .collect();
+    acked.push((within(10, first).unwrap(), entry(0)));
+    for (seq, ack) in (1..=10).zip(small) {
+        acked.push((within(10, ack).unwrap(), entry(seq)));
+    }
+    let fragments = client.stats().fragments_uploaded;
+    assert!(
+        fragments <= 3,
+        "{fragments} fragments for 11 small appends: they should gather while one uploads"
+    );
+
+    // 1 entry ships alone; 40 of 1,000 bytes at once, more than 16 KiB,
+    // ship beside it: all are durable about one upload later, not two.
+    let started = Instant::now();
+    let first = writer.append(entry(11));
+    std::thread::sleep(Duration::from_millis(20));
+    let batch: Vec<_> = (12..52).map(entry).collect();
+    let range = within(10, writer.append_batch(batch)).unwrap();
+    let waited = started.elapsed();
+    acked.push((within(10, first).unwrap(), entry(11)));
+    acked.extend(range.zip(12..52).map(|(offset, seq)| (offset, entry(seq))));
+    assert!(
+        waited < upload_latency * 2 - Duration::from_millis(20),
+        "a batch worth an upload waited {waited:?} beside one of {upload_latency:?}"
+    );
+    within(10, writer.close()).unwrap();
+    assert_log_holds(&clean, "worth", 0, &acked);
 }
 
 /// With `profile_stages`, every append's latency splits into its stages:

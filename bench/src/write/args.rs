@@ -39,8 +39,9 @@ pub struct WriteArgs {
     #[arg(long, default_value_t = 4)]
     pub rounds: usize,
     /// When a fragment ships: `adaptive` (as soon as an upload slot is
-    /// free and the queued appends are in) or `interval` (at
-    /// --flush-interval-ms) [default: adaptive; engine.flush_policy].
+    /// free, the fragment is worth one, engine.flush_bytes_per_upload, and
+    /// the queued appends are in) or `interval` (at --flush-interval-ms)
+    /// [default: adaptive; engine.flush_policy].
     #[arg(long = "flush-policy", value_name = "POLICY")]
     pub flush_policy_flag: Option<String>,
     /// [default: 10ms; engine.flush_interval_ms]

@@ -368,10 +368,10 @@ impl LogDriver {
     }
 
     /// Closes the open fragment if its time has come: at once if an upload
-    /// slot is free and no request waits to be copied in (adaptive policy;
-    /// what gathered while every slot was busy, or queued while the driver
-    /// was copying, ships together), else `flush_interval_ms` after its
-    /// first entry.
+    /// slot is free, the fragment is worth one and no request waits to be
+    /// copied in (adaptive policy; what gathered meanwhile, or queued
+    /// while the driver was copying, ships together), else
+    /// `flush_interval_ms` after its first entry.
     async fn flush_if_due(&mut self) {
         let Some(open) = self.open.as_ref().filter(|f| !f.encoder.is_empty()) else {
             return;
@@ -379,7 +379,9 @@ impl LogDriver {
         let interval = Duration::from_millis(self.config().flush_interval_ms);
         let due = match self.config().flush_policy {
             FlushPolicy::Adaptive => {
-                (self.caught_up() && self.upload_slot_free())
+                (self.caught_up()
+                    && self.upload_slot_free()
+                    && self.worth_an_upload(open.encoder.encoded_len()))
                     || open.opened_at.elapsed() >= interval
             }
             FlushPolicy::Interval => open.opened_at.elapsed() >= interval,
@@ -393,6 +395,15 @@ impl LogDriver {
     /// ring is empty and no request or batch waits for a buffer.
     fn caught_up(&self) -> bool {
         self.ring.is_empty() && self.stalled.is_none() && self.batch.is_none()
+    }
+
+    /// Whether a fragment of `bytes` is worth an upload beside the ones
+    /// running: `flush_bytes_per_upload` for each of them. PUTs in flight
+    /// share the store's capacity, so beyond what the bandwidth needs one
+    /// more only slows the others down (docs/ARCHITECTURE.md has figures).
+    fn worth_an_upload(&self, bytes: usize) -> bool {
+        let per_upload = self.config().flush_bytes_per_upload;
+        self.uploads_in_flight.saturating_mul(per_upload) <= bytes
     }
 
     /// Whether a fragment closed now would start uploading at once (no
