@@ -230,8 +230,8 @@ pub fn recommend(
     };
     reasons.push(format!(
         "flush_interval_ms {flush_interval_ms}: fragments ship as soon as an upload slot frees \
-         (flush_policy adaptive); the interval bounds how long a fragment may wait for one, \
-         here about one PUT (p50 {:.1} ms){}",
+         and they are worth one (flush_policy adaptive, flush_bytes_per_upload); the interval \
+         bounds how long a fragment may wait, here about one PUT (p50 {:.1} ms){}",
         chosen.p50_ms,
         match goal {
             Goal::Throughput => {
