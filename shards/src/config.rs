@@ -12,8 +12,10 @@ pub enum FlushPolicy {
     /// Group commit: the open fragment ships as soon as one of the log's
     /// upload slots is free and it is worth one (see
     /// [`Config::flush_bytes_per_upload`]); while it waits, entries gather
-    /// and ship together (or at `flush_interval_ms`). An ack costs about
-    /// one PUT at low load; fragments stay large under load.
+    /// and ship together (or at `flush_interval_ms`). Right after
+    /// acknowledgements, while nothing uploads, it waits briefly for as
+    /// many appends as were acknowledged (docs/ARCHITECTURE.md). An ack
+    /// costs about one PUT at low load; fragments stay large under load.
     #[default]
     Adaptive,
     /// The open fragment ships `flush_interval_ms` after its first entry

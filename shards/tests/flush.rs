@@ -210,6 +210,73 @@ fn adaptive_ships_beside_a_running_upload_only_a_fragment_worth_it() {
     assert_log_holds(&clean, "worth", 0, &acked);
 }
 
+/// A caller that keeps 8 appends in flight answers each acknowledgement
+/// with its next append, one by one: the open fragment waits for all 8
+/// (briefly) instead of shipping the first alone and leaving 7 a whole
+/// upload behind it; a caller that sends fewer waits only briefly longer.
+#[test]
+fn adaptive_waits_briefly_for_the_appends_an_acknowledgement_brings_back() {
+    // Long uploads: the brief wait (an eighth of one) dwarfs the
+    // scheduling noise of a busy test machine.
+    let upload_latency = Duration::from_millis(200);
+    let rules = vec![FaultRule {
+        ops: vec![Op::PutIfAbsent],
+        latency: upload_latency,
+        ..FaultRule::default()
+    }];
+    let (client, clean) = fault_clients(config(FlushPolicy::Adaptive), rules, None);
+    within(30, client.create_log("returns")).unwrap();
+    let writer = within(10, client.open_writer("returns")).unwrap();
+    let total = 64;
+    let (mut acked, slowest) = within(30, async {
+        let append = |seq: usize| {
+            let ack = writer.append(entry(seq));
+            let started = Instant::now();
+            async move { (seq, ack.await.expect("append"), started.elapsed()) }
+        };
+        let mut in_flight: FuturesUnordered<_> = (0..8).map(append).collect();
+        let mut next = 8;
+        let mut acked = Vec::new();
+        let mut slowest = Duration::ZERO;
+        while let Some((seq, offset, waited)) = in_flight.next().await {
+            acked.push((offset, entry(seq)));
+            if seq >= 8 {
+                slowest = slowest.max(waited);
+            }
+            if next < total {
+                // The caller's own work between an ack and its next append.
+                std::thread::sleep(Duration::from_micros(300));
+                in_flight.push(append(next));
+                next += 1;
+            }
+        }
+        (acked, slowest)
+    });
+    // The first 8 have no acknowledgement to go by: 1 ships alone.
+    let fragments = client.stats().fragments_uploaded;
+    assert!(
+        fragments <= total as u64 / 8 + 2,
+        "{fragments} fragments for {total} appends, 8 in flight"
+    );
+    assert!(
+        slowest < upload_latency * 3 / 2,
+        "an append took {slowest:?}; one upload takes {upload_latency:?}"
+    );
+    let started = Instant::now();
+    acked.push((
+        within(10, writer.append(entry(total))).unwrap(),
+        entry(total),
+    ));
+    let lone = started.elapsed();
+    assert!(
+        lone < upload_latency * 3 / 2,
+        "1 append where 8 were expected took {lone:?}"
+    );
+    within(10, writer.close()).unwrap();
+    acked.sort_by_key(|(offset, _)| *offset);
+    assert_log_holds(&clean, "returns", 0, &acked);
+}
+
 /// With `profile_stages`, every append's latency splits into its stages:
 /// a lone append's time is the 50 ms upload, the stages' means add up to
 /// about what the caller waited, and without the setting nothing is kept.

@@ -54,6 +54,9 @@ pub type Properties = Vec<(Bytes, Bytes)>;
 const INGEST_TURN_MAX: usize = 4096;
 /// Emptied ack lists kept for reuse.
 const SPARE_ACK_LISTS_MAX: usize = 64;
+/// How long the adaptive policy waits for appends expected back
+/// (`Returns`): this fraction of the acknowledged fragment's ack latency.
+const RETURNS_WAIT_DIVISOR: u32 = 8;
 /// Backoff between attempts to watch the log's epoch.
 const FENCE_WATCH_RETRY_MIN: Duration = Duration::from_millis(50);
 const FENCE_WATCH_RETRY_MAX: Duration = Duration::from_secs(5);
@@ -277,6 +280,24 @@ pub(crate) struct LogDriver {
     failed: Option<Error>,
     failed_sent: Option<Error>,
     closing: Option<Option<oneshot::Sender<Result<()>>>>,
+    /// Appends expected back right after acknowledgements went out.
+    returns: Option<Returns>,
+}
+
+/// Appends the driver expects back soon. A caller that keeps a fixed
+/// number of appends in flight answers each acknowledgement with its next
+/// append, one by one; shipping the first of them alone (nothing uploads,
+/// a slot is free) would leave the rest a whole upload behind it. So for
+/// a short while after acknowledgements the adaptive policy waits until as
+/// many entries are open as were open plus acknowledged then, unless more
+/// than half as many as were acknowledged are open already (a steady
+/// stream arrived during the upload, not callers waiting on acks).
+struct Returns {
+    /// Entries the open fragment holds once they are all back.
+    entries: usize,
+    /// The wait's end: `RETURNS_WAIT_DIVISOR`th of the acknowledged
+    /// fragment's ack latency after the acknowledgement.
+    until: Instant,
 }
 
 impl LogDriver {
@@ -316,6 +337,7 @@ impl LogDriver {
             failed: None,
             failed_sent: None,
             closing: None,
+            returns: None,
         }
     }
 
@@ -381,7 +403,10 @@ impl LogDriver {
             FlushPolicy::Adaptive => {
                 (self.caught_up()
                     && self.upload_slot_free()
-                    && self.worth_an_upload(open.encoder.encoded_len()))
+                    && self.worth_an_upload(open.encoder.encoded_len())
+                    && self
+                        .returns_wait_until(open.encoder.entry_count())
+                        .is_none())
                     || open.opened_at.elapsed() >= interval
             }
             FlushPolicy::Interval => open.opened_at.elapsed() >= interval,
@@ -406,6 +431,35 @@ impl LogDriver {
         self.uploads_in_flight.saturating_mul(per_upload) <= bytes
     }
 
+    /// While nothing uploads, and fewer than the expected appends are back
+    /// (`Returns`): the end of the wait for them.
+    fn returns_wait_until(&self, open_entries: usize) -> Option<Instant> {
+        let returns = self.returns.as_ref()?;
+        (self.uploads_in_flight == 0
+            && open_entries < returns.entries
+            && Instant::now() < returns.until)
+            .then_some(returns.until)
+    }
+
+    /// Notes that `acked` entries were acknowledged, `waited` after the
+    /// first of their fragment arrived.
+    fn expect_returns(&mut self, acked: usize, waited: Duration) {
+        let open = self.open.as_ref().map_or(0, |f| f.encoder.entry_count());
+        if self.returns.is_none() && open * 2 > acked {
+            // More arrived during the upload than half of what it carried:
+            // a steady stream, not callers answering acks; shipping it now
+            // costs nothing.
+            return;
+        }
+        let until = Instant::now() + waited / RETURNS_WAIT_DIVISOR;
+        let returns = self.returns.get_or_insert(Returns {
+            entries: open,
+            until,
+        });
+        returns.entries += acked;
+        returns.until = until;
+    }
+
     /// Whether a fragment closed now would start uploading at once (no
     /// closed fragment waits for a slot, and a slot is free).
     fn upload_slot_free(&self) -> bool {
@@ -419,6 +473,7 @@ impl LogDriver {
         let Some(mut open) = self.open.take() else {
             return;
         };
+        self.returns = None;
         if open.encoder.is_empty() {
             let (buf, index) = open.encoder.into_parts();
             self.index_scratch = index;
@@ -535,6 +590,15 @@ impl LogDriver {
             .as_ref()
             .filter(|f| !f.encoder.is_empty())
             .map(|f| (f.opened_at + interval).saturating_duration_since(Instant::now()));
+        let returns = self
+            .open
+            .as_ref()
+            .and_then(|f| self.returns_wait_until(f.encoder.entry_count()))
+            .map(|until| until.saturating_duration_since(Instant::now()));
+        let deadline = match (deadline, returns) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let mut timer = deadline.map(glommio::timer::Timer::new);
         let waiting_for_buffer = self.stalled.is_some() || self.batch.is_some();
         let mut buffer_listener = waiting_for_buffer.then(|| self.share.listen());

@@ -176,6 +176,7 @@ impl LogDriver {
                 stats.profiler.record(&profile.stamps, times);
             }
             self.durable.advance(pending.end_offset);
+            self.expect_returns(acked as usize, pending.opened_at.elapsed());
             let mut acks = pending.acks;
             for ack in acks.drain(..) {
                 ack.complete(&Ok(()));
