@@ -4,7 +4,8 @@
 #   etcd, MinIO (HTTP), and a second MinIO serving HTTPS with a test CA.
 #
 #   scripts/servers.sh start [DIR]   start them; prints the environment
-#                                    (also written to DIR/env, source it)
+#                                    (also written to DIR/env, source it);
+#                                    refuses a DIR whose servers still run
 #   scripts/servers.sh stop DIR      stop them by PID and remove DIR
 #   scripts/servers.sh purge-trash DIR
 #                                    empty MinIO's trash of deleted objects
@@ -63,9 +64,28 @@ start_minio() { # NAME DATA_DIR PORT [EXTRA_ARGS...]
   echo $! >> "$DIR/pids"
 }
 
+# The etcd and MinIO processes of an earlier start in DIR that still run.
+running_pids() {
+  [ -f "$1/pids" ] || return 0
+  local pid
+  while read -r pid; do
+    [ -n "$pid" ] && grep -qa -e etcd -e minio "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"
+  done < "$1/pids"
+  return 0
+}
+
 start() {
   DIR=${1:-$(mktemp -d /tmp/woodpecker-servers.XXXXXX)}
   mkdir -p "$DIR"
+  local running
+  running=$(running_pids "$DIR" | tr '\n' ' ')
+  if [ -n "$running" ]; then
+    # Starting again would orphan them and write an env naming new ports
+    # that the servers holding DIR's data never listen on.
+    echo "servers.sh: servers of an earlier start still run in $DIR (pids $running);" \
+      "use its env file, or run scripts/servers.sh stop $DIR first" >&2
+    exit 1
+  fi
   : > "$DIR/pids"
   if [ ! -x "$MINIO" ] || ! command -v etcd >/dev/null; then
     echo "servers.sh: etcd or MinIO missing; run scripts/install-deps.sh first" >&2
