@@ -5,13 +5,25 @@
 #
 #   scripts/servers.sh start [DIR]   start them; prints the environment
 #                                    (also written to DIR/env, source it);
-#                                    refuses a DIR whose servers still run
+#                                    refuses a DIR whose servers still run;
+#                                    a DIR kept from an earlier session is
+#                                    reused; a failed start says where and
+#                                    stops what it started
 #   scripts/servers.sh stop DIR      stop them by PID and remove DIR
 #   scripts/servers.sh purge-trash DIR
 #                                    empty MinIO's trash of deleted objects
 #                                    (it frees them slowly: long benchmark
 #                                    sessions otherwise fill the disk)
-set -euo pipefail
+set -Eeuo pipefail
+# Set by start: a failed start stops what it started.
+STARTING=
+on_error() {
+  echo "servers.sh: failed at line $1: $2" >&2
+  if [ -n "$STARTING" ]; then
+    kill_listed "$STARTING"
+  fi
+}
+trap 'on_error $LINENO "$BASH_COMMAND"' ERR
 
 GOBIN_DIR="$(go env GOPATH 2>/dev/null || echo "$HOME/go")/bin"
 MINIO="${MINIO:-$GOBIN_DIR/minio}"
@@ -35,10 +47,17 @@ wait_for() { # URL NAME LOG [CURL_ARGS...]
   return 1
 }
 
-make_bucket() { # ENDPOINT [CURL_ARGS...]
+make_bucket() { # ENDPOINT [CURL_ARGS...]: creates the bucket, or finds it made
   local endpoint=$1; shift
-  curl -sf "$@" -X PUT --user "$ACCESS_KEY:$SECRET_KEY" \
-    --aws-sigv4 "aws:amz:$REGION:s3" "$endpoint/$BUCKET" >/dev/null
+  local answer
+  answer=$(curl -s "$@" -X PUT --user "$ACCESS_KEY:$SECRET_KEY" \
+    --aws-sigv4 "aws:amz:$REGION:s3" -w '\n%{http_code}' "$endpoint/$BUCKET")
+  case "$answer" in
+    *$'\n'200) ;;
+    # A directory kept from an earlier start (its servers gone) holds it.
+    *BucketAlreadyOwnedByYou*$'\n'409) ;;
+    *) echo "servers.sh: cannot create bucket $BUCKET at $endpoint: $answer" >&2; return 1 ;;
+  esac
 }
 
 make_certs() { # DIR: a test CA and a server certificate for 127.0.0.1
@@ -87,6 +106,7 @@ start() {
     exit 1
   fi
   : > "$DIR/pids"
+  STARTING=$DIR
   if [ ! -x "$MINIO" ] || ! command -v etcd >/dev/null; then
     echo "servers.sh: etcd or MinIO missing; run scripts/install-deps.sh first" >&2
     exit 1
@@ -125,21 +145,27 @@ export WOODPECKER_S3_REGION=$REGION
 export WOODPECKER_TEST_S3_TLS_ENDPOINT=https://127.0.0.1:$tls_port
 export WOODPECKER_TEST_S3_TLS_CA_CERT=$DIR/certs/ca.crt
 ENV
+  STARTING=
   cat "$DIR/env"
   echo "# stop with: scripts/servers.sh stop $DIR" >&2
 }
 
+# Stops the processes DIR/pids lists.
+kill_listed() {
+  [ -f "$1/pids" ] || return 0
+  local pid
+  while read -r pid; do
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  done < "$1/pids"
+  sleep 0.5
+  while read -r pid; do
+    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+  done < "$1/pids"
+}
+
 stop() {
   DIR=${1:?usage: servers.sh stop DIR}
-  if [ -f "$DIR/pids" ]; then
-    while read -r pid; do
-      [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
-    done < "$DIR/pids"
-    sleep 0.5
-    while read -r pid; do
-      [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
-    done < "$DIR/pids"
-  fi
+  kill_listed "$DIR"
   case "$DIR" in /tmp/*) rm -rf "$DIR" ;; esac
 }
 

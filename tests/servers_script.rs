@@ -1,7 +1,10 @@
 //! `scripts/servers.sh`, the real servers every other test and benchmark
 //! runs against: starting again in a directory whose servers still run is
-//! refused (it used to forget their PIDs, so `stop` left them running),
-//! and `stop` stops what `start` started.
+//! refused (it used to forget their PIDs, so `stop` left them running);
+//! starting again in one whose servers are gone (kept from an earlier
+//! session) works and writes an env naming the new ports (it used to fail
+//! silently on the existing bucket and leave the old env); `stop` stops
+//! what `start` started.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -26,9 +29,23 @@ fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+fn wait_gone(pid: u32) {
+    // A stopped child of the script lingers as a zombie only until init
+    // reaps it: wait briefly for its /proc entry to go.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while alive(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!alive(pid), "server {pid} still runs");
+}
+
+fn test_dir(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("woodpecker-servers-{name}.{}", std::process::id()))
+}
+
 #[test]
 fn start_refuses_a_directory_whose_servers_still_run_and_stop_stops_them() {
-    let dir = std::env::temp_dir().join(format!("woodpecker-servers-test.{}", std::process::id()));
+    let dir = test_dir("running");
     let dir_arg = dir.to_str().expect("a UTF-8 path");
     let first = servers_sh(&["start", dir_arg]);
     assert!(
@@ -58,13 +75,54 @@ fn start_refuses_a_directory_whose_servers_still_run_and_stop_stops_them() {
     let stop = servers_sh(&["stop", dir_arg]);
     assert!(stop.status.success());
     for pid in started {
-        // A stopped child of the script lingers as a zombie only until
-        // init reaps it: wait briefly for its /proc entry to go.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while alive(pid) && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        assert!(!alive(pid), "server {pid} still runs after stop");
+        wait_gone(pid);
     }
     assert!(!dir.exists(), "stop removes a directory under /tmp");
+}
+
+#[test]
+fn start_again_in_a_directory_whose_servers_are_gone_names_the_new_ports() {
+    let dir = test_dir("kept");
+    let dir_arg = dir.to_str().expect("a UTF-8 path");
+    let first = servers_sh(&["start", dir_arg]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    for pid in pids(&dir) {
+        assert!(Command::new("kill")
+            .arg(pid.to_string())
+            .status()
+            .unwrap()
+            .success());
+        wait_gone(pid);
+    }
+
+    let again = servers_sh(&["start", dir_arg]);
+    assert!(
+        again.status.success(),
+        "a start over a kept directory failed: {}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let env = std::fs::read_to_string(dir.join("env")).unwrap();
+    let endpoint = |name: &str| {
+        env.lines()
+            .find_map(|line| line.strip_prefix(&format!("export {name}=")))
+            .unwrap_or_else(|| panic!("{name} in {env}"))
+            .trim_start_matches("http://")
+            .to_string()
+    };
+    for name in ["WOODPECKER_ETCD_ENDPOINTS", "WOODPECKER_S3_ENDPOINT"] {
+        let address = endpoint(name);
+        assert!(
+            std::net::TcpStream::connect(&address).is_ok(),
+            "{name}={address} from the new env does not answer"
+        );
+    }
+    let started = pids(&dir);
+    assert!(servers_sh(&["stop", dir_arg]).status.success());
+    for pid in started {
+        wait_gone(pid);
+    }
 }
