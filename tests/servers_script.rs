@@ -39,6 +39,24 @@ fn wait_gone(pid: u32) {
     assert!(!alive(pid), "server {pid} still runs");
 }
 
+/// Starts the servers in `dir_arg`, which must succeed.
+fn start(dir_arg: &str) {
+    let started = servers_sh(&["start", dir_arg]);
+    assert!(
+        started.status.success(),
+        "start: {}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+}
+
+/// Stops the servers in `dir_arg` and waits until each of `pids` is gone.
+fn stop(dir_arg: &str, pids: Vec<u32>) {
+    assert!(servers_sh(&["stop", dir_arg]).status.success());
+    for pid in pids {
+        wait_gone(pid);
+    }
+}
+
 fn test_dir(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("woodpecker-servers-{name}.{}", std::process::id()))
 }
@@ -47,12 +65,7 @@ fn test_dir(name: &str) -> std::path::PathBuf {
 fn start_refuses_a_directory_whose_servers_still_run_and_stop_stops_them() {
     let dir = test_dir("running");
     let dir_arg = dir.to_str().expect("a UTF-8 path");
-    let first = servers_sh(&["start", dir_arg]);
-    assert!(
-        first.status.success(),
-        "start: {}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    start(dir_arg);
     let env = std::fs::read_to_string(dir.join("env")).expect("start writes DIR/env");
     let started = pids(&dir);
     assert_eq!(started.len(), 3, "etcd and two MinIO: {started:?}");
@@ -72,11 +85,7 @@ fn start_refuses_a_directory_whose_servers_still_run_and_stop_stops_them() {
     );
     assert!(started.iter().all(|&pid| alive(pid)));
 
-    let stop = servers_sh(&["stop", dir_arg]);
-    assert!(stop.status.success());
-    for pid in started {
-        wait_gone(pid);
-    }
+    stop(dir_arg, started);
     assert!(!dir.exists(), "stop removes a directory under /tmp");
 }
 
@@ -84,12 +93,7 @@ fn start_refuses_a_directory_whose_servers_still_run_and_stop_stops_them() {
 fn start_again_in_a_directory_whose_servers_are_gone_names_the_new_ports() {
     let dir = test_dir("kept");
     let dir_arg = dir.to_str().expect("a UTF-8 path");
-    let first = servers_sh(&["start", dir_arg]);
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    start(dir_arg);
     for pid in pids(&dir) {
         assert!(Command::new("kill")
             .arg(pid.to_string())
@@ -120,9 +124,5 @@ fn start_again_in_a_directory_whose_servers_are_gone_names_the_new_ports() {
             "{name}={address} from the new env does not answer"
         );
     }
-    let started = pids(&dir);
-    assert!(servers_sh(&["stop", dir_arg]).status.success());
-    for pid in started {
-        wait_gone(pid);
-    }
+    stop(dir_arg, pids(&dir));
 }

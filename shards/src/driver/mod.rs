@@ -444,6 +444,9 @@ impl LogDriver {
     /// Notes that `acked` entries were acknowledged, `waited` after the
     /// first of their fragment arrived.
     fn expect_returns(&mut self, acked: usize, waited: Duration) {
+        if self.config().flush_policy != FlushPolicy::Adaptive {
+            return;
+        }
         let open = self.open.as_ref().map_or(0, |f| f.encoder.entry_count());
         if self.returns.is_none() && open * 2 > acked {
             // More arrived during the upload than half of what it carried:
