@@ -105,6 +105,7 @@ pub fn run(loaded: &Loaded) -> Result<(), String> {
         read_bytes_max: to_usize(serve.read_bytes_max),
         read_entries_max: to_usize(serve.read_entries_max),
         connections_max: to_usize(serve.connections_max),
+        receive_buffer_bytes: to_usize(serve.receive_buffer_bytes),
         header_timeout: Duration::from_millis(serve.header_timeout_ms),
         read_wait_max: Duration::from_millis(serve.read_wait_max_ms),
         shutdown_deadline: Duration::from_millis(serve.shutdown_deadline_ms),

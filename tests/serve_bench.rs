@@ -62,6 +62,16 @@ fn bench_write_against_a_server_reports_both_sides() {
         embedded["throughput_mb_s_rounds"].as_array().unwrap().len(),
         2
     );
+    // The machine's TCP trouble counters, for each side's phases.
+    for side in [&report, embedded] {
+        for counter in [
+            "retransmitted_segments",
+            "loss_probes",
+            "zero_window_adverts",
+        ] {
+            assert!(side["tcp"][counter].is_u64(), "{counter}: {report}");
+        }
+    }
     let ratio = report["service_to_embedded"].as_f64().unwrap();
     let expected =
         report["throughput_mb_s"].as_f64().unwrap() / embedded["throughput_mb_s"].as_f64().unwrap();

@@ -12,6 +12,7 @@ pub mod raw;
 pub mod read;
 pub mod report;
 pub mod service;
+pub mod tcp;
 pub mod tune;
 pub mod write;
 

@@ -86,6 +86,9 @@ pub struct ServeSettings {
     pub read_entries_max: u64,
     /// Open connections at most.
     pub connections_max: u64,
+    /// The receive buffer (`SO_RCVBUF`) of every accepted connection; 0
+    /// leaves the kernel's default and its autotuning.
+    pub receive_buffer_bytes: u64,
     /// A request head must arrive within this; also the idle keep-alive.
     pub header_timeout_ms: u64,
     /// Longest a read waits for its first entry when asked to wait.
@@ -112,6 +115,7 @@ impl Default for ServeSettings {
             read_bytes_max: 16 << 20,
             read_entries_max: 65_536,
             connections_max: 4096,
+            receive_buffer_bytes: 4 << 20,
             header_timeout_ms: 30_000,
             read_wait_max_ms: 30_000,
             shutdown_deadline_ms: 30_000,

@@ -124,6 +124,10 @@ pub struct WriteReport {
     /// Client CPU seconds (all threads: appenders, shards) per GB of
     /// payload during the engine phase.
     pub cpu_s_per_gb: f64,
+    /// The machine's TCP retransmissions, loss probes and zero-window
+    /// adverts during the engine (or service) phases; see
+    /// [`crate::tcp`].
+    pub tcp: Option<crate::tcp::TcpCounters>,
     /// The same for the raw PUTs (mean of the phases).
     pub raw_put_cpu_s_per_gb: Option<f64>,
     pub ratio_to_raw: Option<f64>,
@@ -308,6 +312,7 @@ pub fn run(mut args: WriteArgs, loaded: &Loaded) -> Result<WriteReport, BenchErr
         raw_put_mb_s_phases,
         raw_put_latency_ms: raw_histogram.as_ref().map(LatencyMs::from_histogram),
         cpu_s_per_gb: main.cpu_s_per_gb,
+        tcp: main.tcp,
         raw_put_cpu_s_per_gb,
         ratio_to_raw: raw_put_mb_s.map(|r| main.throughput_mb_s / r),
         service_to_embedded: embedded

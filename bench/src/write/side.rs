@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::service::server_stats;
+use crate::tcp::TcpCounters;
 use woodpecker_net::remote::RemoteClient;
 use woodpecker_shards::StatsSnapshot;
 
@@ -26,6 +27,9 @@ pub(super) struct Side {
     pub(super) seconds: f64,
     pub(super) cpu_seconds: f64,
     pub(super) round_mb_s: Vec<f64>,
+    /// The machine's TCP trouble counters over this side's rounds (`None`
+    /// where they cannot be read).
+    pub(super) tcp: Option<TcpCounters>,
     /// The counters when the run started (a server's count from its start).
     pub(super) stats_started: StatsSnapshot,
 }
@@ -97,6 +101,7 @@ impl Side {
             seconds: 0.0,
             cpu_seconds: 0.0,
             round_mb_s: Vec::new(),
+            tcp: Some(TcpCounters::default()),
             stats_started,
         }
     }
@@ -119,6 +124,7 @@ impl Side {
     ) -> Result<bool, BenchError> {
         let started = Instant::now();
         let cpu_started = crate::process_cpu_seconds();
+        let tcp_started = TcpCounters::read();
         let deadline = started + duration;
         let threads: Vec<_> = (0..args.appenders)
             .map(|i| {
@@ -139,6 +145,10 @@ impl Side {
         }
         let seconds = started.elapsed().as_secs_f64();
         self.cpu_seconds += crate::process_cpu_seconds() - cpu_started;
+        self.tcp = match (self.tcp, tcp_started, TcpCounters::read()) {
+            (Some(sum), Some(before), Some(after)) => Some(sum.plus(&after.since(&before))),
+            _ => None,
+        };
         self.seconds += seconds;
         self.entries += entries;
         self.round_mb_s
@@ -175,6 +185,7 @@ impl Side {
             avg_fragment_bytes: bytes / uploads.max(1),
             puts_per_s: uploads as f64 / seconds,
             cpu_s_per_gb: self.cpu_seconds / (payload_bytes / 1e9).max(1e-9),
+            tcp: self.tcp,
         }
     }
 }
@@ -193,6 +204,10 @@ pub struct SideFigures {
     /// CPU seconds of this process per GB (with a server, the client's
     /// only).
     pub cpu_s_per_gb: f64,
+    /// The machine's TCP retransmissions, loss probes and zero-window
+    /// adverts during this side's rounds (every process's, every
+    /// interface's): on loopback, stalls the engine did not cause.
+    pub tcp: Option<TcpCounters>,
 }
 
 pub(super) fn log_name(i: usize) -> String {

@@ -82,6 +82,18 @@ pub fn print_summary(report: &WriteReport) {
             ratio
         );
     }
+    match (
+        &report.tcp,
+        report.embedded.as_ref().and_then(|e| e.tcp.as_ref()),
+    ) {
+        (Some(tcp), Some(embedded)) => println!(
+            "  TCP on this machine: {}; during the embedded phases: {}",
+            tcp_line(tcp),
+            tcp_line(embedded)
+        ),
+        (Some(tcp), None) => println!("  TCP on this machine: {}", tcp_line(tcp)),
+        _ => {}
+    }
     if let Some(profile) = &report.profile {
         crate::profile::print(profile, &report.ack_latency_ms);
     }
@@ -92,4 +104,11 @@ pub fn print_summary(report: &WriteReport) {
             .raw_put_cpu_s_per_gb
             .map_or("n/a".into(), |c| format!("{c:.2}")),
     );
+}
+
+fn tcp_line(tcp: &crate::tcp::TcpCounters) -> String {
+    format!(
+        "{} segments retransmitted, {} loss probes, {} zero-window adverts",
+        tcp.retransmitted_segments, tcp.loss_probes, tcp.zero_window_adverts
+    )
 }

@@ -5,7 +5,9 @@ use futures::future::{select, Either};
 use glommio::net::TcpListener;
 use glommio::net::TcpStream;
 use hyper::rt::{Sleep, Timer};
+use socket2::{Domain, Protocol, Socket, Type};
 use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,7 +18,10 @@ use woodpecker_engine::hyper_io::{HyperIo, Stream};
 /// has its own listener and the kernel spreads connections over them) and
 /// starts accepting.
 pub(super) fn listen(shared: Arc<Shared>, addr: SocketAddr) -> std::io::Result<()> {
-    let listener = bind(addr)?;
+    let socket = listening_socket(addr, shared.config.receive_buffer_bytes)?;
+    // SAFETY: the descriptor is a bound, listening TCP socket whose
+    // ownership passes to the listener.
+    let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
     glommio::spawn_local(accept_loop(shared, listener)).detach();
     Ok(())
 }
@@ -24,18 +29,30 @@ pub(super) fn listen(shared: Arc<Shared>, addr: SocketAddr) -> std::io::Result<(
 /// A listening socket with `SO_REUSEPORT` and also `SO_REUSEADDR`, which
 /// the connections it accepts inherit: the `TIME_WAIT` sockets they leave
 /// when the server closes them then do not keep the next server process
-/// off the address for a minute.
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    use std::os::fd::{FromRawFd, IntoRawFd};
+/// off the address for a minute. They inherit its receive buffer too
+/// (`receive_buffer_bytes`, unless 0), set before `listen` so the window
+/// scale of each handshake allows all of it.
+fn listening_socket(addr: SocketAddr, receive_buffer_bytes: usize) -> std::io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
+    if receive_buffer_bytes > 0 {
+        socket.set_recv_buffer_size(receive_buffer_bytes)?;
+        // Linux doubles the value asked for (half is its bookkeeping) and
+        // caps it at net.core.rmem_max first.
+        let granted = socket.recv_buffer_size()? / 2;
+        if granted < receive_buffer_bytes {
+            tracing::warn!(
+                asked = receive_buffer_bytes,
+                granted,
+                "serve.receive_buffer_bytes is capped by the kernel (net.core.rmem_max); \
+                 raise that, or set 0 to leave the buffers to the kernel's autotuning"
+            );
+        }
+    }
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
-    // SAFETY: the descriptor is a bound, listening TCP socket whose
-    // ownership passes to the listener.
-    Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
+    Ok(socket)
 }
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
@@ -145,5 +162,40 @@ impl Timer for FuturesTimer {
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
         self.sleep(deadline.saturating_duration_since(Instant::now()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_connections_inherit_the_receive_buffer() {
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        let default = listening_socket(any_port, 0).unwrap();
+        let asked = 1 << 20;
+        let sized = listening_socket(any_port, asked).unwrap();
+        for (listener, at_least) in [(&default, 0), (&sized, asked)] {
+            let addr = listener.local_addr().unwrap().as_socket().unwrap();
+            let _client = std::net::TcpStream::connect(addr).unwrap();
+            let (accepted, _) = listener.accept().unwrap();
+            let granted = accepted.recv_buffer_size().unwrap() / 2;
+            // Capped by net.core.rmem_max where that is lower.
+            let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(usize::MAX);
+            assert!(
+                granted >= at_least.min(rmem_max),
+                "accepted with {granted} bytes, asked for {at_least}"
+            );
+        }
+        // Unset, the kernel's default (autotuned) stays: below what was asked.
+        let (accepted, _) = {
+            let addr = default.local_addr().unwrap().as_socket().unwrap();
+            let _client = std::net::TcpStream::connect(addr).unwrap();
+            default.accept().unwrap()
+        };
+        assert!(accepted.recv_buffer_size().unwrap() / 2 < asked);
     }
 }

@@ -44,6 +44,11 @@ pub struct ServerConfig {
     pub read_entries_max: usize,
     /// Open connections at most; more are closed as they arrive.
     pub connections_max: usize,
+    /// `SO_RCVBUF` of the listeners, which their connections inherit (0:
+    /// the kernel's default, autotuned). A request body larger than the
+    /// kernel's small initial window otherwise fills it before the shard
+    /// reads, the window closes, and the connection stalls in TCP.
+    pub receive_buffer_bytes: usize,
     /// A request's head must arrive within this (also how long an idle
     /// keep-alive connection stays open).
     pub header_timeout: Duration,
@@ -66,6 +71,7 @@ impl Default for ServerConfig {
             read_bytes_max: 16 << 20,
             read_entries_max: 65_536,
             connections_max: 4096,
+            receive_buffer_bytes: 4 << 20,
             header_timeout: Duration::from_secs(30),
             read_wait_max: Duration::from_secs(30),
             shutdown_deadline: Duration::from_secs(30),
