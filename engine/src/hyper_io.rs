@@ -97,7 +97,33 @@ impl AsyncWrite for Stream {
 }
 
 /// Adapts a [`Socket`] to hyper's I/O traits.
-pub struct HyperIo<S>(pub S);
+pub struct HyperIo<S> {
+    stream: S,
+    quick_acks: bool,
+}
+
+impl<S: Socket> HyperIo<S> {
+    pub fn new(stream: S) -> HyperIo<S> {
+        HyperIo {
+            stream,
+            quick_acks: false,
+        }
+    }
+
+    /// Acknowledges what each read takes at once (`TCP_QUICKACK`, set
+    /// again after every read of a plain socket: the kernel drops it when
+    /// it judges the connection interactive). The service's connections
+    /// need it: a request's last segment otherwise waits for the answer to
+    /// carry its ACK, and the answer waits until the batch is durable, so
+    /// the client's loss probes fire and retransmit spuriously, stalling
+    /// the connection.
+    pub fn acking_at_once(stream: S) -> HyperIo<S> {
+        HyperIo {
+            stream,
+            quick_acks: true,
+        }
+    }
+}
 
 impl<S: Socket> hyper::rt::Read for HyperIo<S> {
     fn poll_read(
@@ -105,7 +131,9 @@ impl<S: Socket> hyper::rt::Read for HyperIo<S> {
         cx: &mut Context<'_>,
         mut buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        let stream = &mut self.get_mut().0;
+        let this = self.get_mut();
+        let quick_acks = this.quick_acks;
+        let stream = &mut this.stream;
         let plain = stream.plain_fd();
         // A plain socket reads straight into hyper's uninitialized buffer
         // with a non-blocking recv: zeroing the buffer first (what a `&mut
@@ -117,6 +145,9 @@ impl<S: Socket> hyper::rt::Read for HyperIo<S> {
             // buffer, which is valid for writes of that many bytes.
             let received =
                 unsafe { libc::recv(fd, unfilled.as_mut_ptr().cast(), cap, libc::MSG_DONTWAIT) };
+            if received > 0 && quick_acks {
+                quick_ack(fd);
+            }
             if received >= 0 {
                 // SAFETY: the kernel initialized `received` bytes.
                 unsafe { buf.advance(received as usize) };
@@ -163,7 +194,7 @@ impl<S: Socket> hyper::rt::Write for HyperIo<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
     }
 
     /// Vectored writes make hyper queue body chunks instead of copying
@@ -178,14 +209,106 @@ impl<S: Socket> hyper::rt::Write for HyperIo<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_close(cx)
+        Pin::new(&mut self.get_mut().stream).poll_close(cx)
+    }
+}
+
+/// Puts the socket in quick-ACK mode (best effort: a failure only costs
+/// latency).
+fn quick_ack(fd: RawFd) {
+    let on: libc::c_int = 1;
+    // SAFETY: `on` outlives the call and the length is its size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_QUICKACK,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+
+    fn in_quick_ack_mode(fd: RawFd) -> bool {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `value` and `len` outlive the call and describe a c_int.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_QUICKACK,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        value != 0
+    }
+
+    /// A read through the adapter leaves the socket in quick-ACK mode only
+    /// when asked to, even after request/answer turns made the kernel
+    /// delay its ACKs.
+    fn read_after_turns(quick_acks: bool) -> bool {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let mut byte = [0u8; 1];
+        for _ in 0..4 {
+            client.write_all(b"q").unwrap();
+            server.read_exact(&mut byte).unwrap();
+            server.write_all(b"a").unwrap();
+            client.read_exact(&mut byte).unwrap();
+        }
+        let fd = server.as_raw_fd();
+        assert!(
+            !in_quick_ack_mode(fd),
+            "the turns should make it interactive"
+        );
+        client.write_all(b"next request").unwrap();
+        let raw = server.into_raw_fd();
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                // SAFETY: the descriptor is a connected TCP socket whose
+                // ownership passes to the stream.
+                let stream = unsafe { TcpStream::from_raw_fd(raw) };
+                let mut io = if quick_acks {
+                    HyperIo::acking_at_once(stream)
+                } else {
+                    HyperIo::new(stream)
+                };
+                let mut storage = [MaybeUninit::<u8>::uninit(); 64];
+                let mut buf = hyper::rt::ReadBuf::uninit(&mut storage);
+                futures_lite::future::poll_fn(|cx| {
+                    hyper::rt::Read::poll_read(Pin::new(&mut io), cx, buf.unfilled())
+                })
+                .await
+                .unwrap();
+                assert_eq!(buf.filled(), b"next request");
+                in_quick_ack_mode(raw)
+            })
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    #[test]
+    fn reads_acknowledge_at_once_when_asked() {
+        assert!(read_after_turns(true));
+        assert!(!read_after_turns(false));
     }
 }

@@ -125,7 +125,8 @@ async fn serve(shared: &Arc<Shared>, stream: Stream) {
         .timer(FuturesTimer)
         .header_read_timeout(shared.config.header_timeout)
         .max_buf_size(1 << 20);
-    let mut connection = Box::pin(builder.serve_connection(HyperIo(stream), service));
+    let mut connection =
+        Box::pin(builder.serve_connection(HyperIo::acking_at_once(stream), service));
     let result = match select(connection.as_mut(), Box::pin(shared.stopped())).await {
         Either::Left((result, _)) => result,
         Either::Right((_, _)) => {

@@ -151,7 +151,7 @@ impl Pool {
                 Stream::Tls(Box::new(futures_rustls::TlsStream::Client(tls)))
             }
         };
-        let (sender, connection) = hyper::client::conn::http1::handshake(HyperIo(stream))
+        let (sender, connection) = hyper::client::conn::http1::handshake(HyperIo::new(stream))
             .await
             .map_err(|e| HttpError::Transport(format!("HTTP handshake: {e}")))?;
         glommio::spawn_local(async move {
