@@ -236,6 +236,54 @@ fn bad_requests_get_a_coded_4xx_and_the_server_serves_on() {
     assert!(served.terminate(Duration::from_secs(60)).success());
 }
 
+/// The header timeout closes a connection whose request head stalls and
+/// one left idle after a request (slowloris), on the shard's timers;
+/// everyone else is served meanwhile.
+#[test]
+fn the_header_timeout_closes_stalled_and_idle_connections() {
+    let served = Served::start(&["--header-timeout", "300ms"]);
+    let addr = served.base.trim_start_matches("http://").to_string();
+    let connect = || {
+        let stream = std::net::TcpStream::connect(&addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        stream
+    };
+    let mut stalled = connect();
+    std::io::Write::write_all(&mut stalled, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let mut idle = connect();
+    std::io::Write::write_all(&mut idle, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let started = Instant::now();
+    let (status, _) = call(agent().get(&served.url("/healthz")), None);
+    assert_eq!(status, 200, "others are served meanwhile");
+    // The stalled head gets no answer; the idle connection gets the one
+    // to its request. Then each reads the end of the connection.
+    let rest = |stream: &mut std::net::TcpStream| {
+        let mut all = Vec::new();
+        match std::io::Read::read_to_end(stream, &mut all) {
+            Ok(_) => String::from_utf8_lossy(&all).into_owned(),
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => {
+                String::from_utf8_lossy(&all).into_owned()
+            }
+            Err(err) => panic!("the connection stayed open: {err}"),
+        }
+    };
+    let stalled_got = rest(&mut stalled);
+    assert!(
+        !stalled_got.contains(" 200 "),
+        "a half head is not answered: {stalled_got:?}"
+    );
+    let idle_got = rest(&mut idle);
+    assert!(idle_got.starts_with("HTTP/1.1 200"), "{idle_got:?}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(10),
+        "closed after {took:?}, the timeout being 300 ms"
+    );
+    assert!(served.terminate(Duration::from_secs(60)).success());
+}
+
 /// An entry's size counts each property's 6 header bytes with its key and
 /// value, as the engine counts it: an entry over the limit only by those
 /// bytes is `too_large` (413), framed or JSON, and nothing is written; one

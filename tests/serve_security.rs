@@ -7,6 +7,7 @@ mod served;
 
 use served::*;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 const FULL: &str = "full-token-5f2a9c";
 const READ: &str = "read-token-7d41e0";
@@ -137,6 +138,8 @@ fn https_with_the_test_ca() {
             cert.to_str().unwrap(),
             "--tls-key",
             key.to_str().unwrap(),
+            "--header-timeout",
+            "1s",
         ],
         &[],
         Stdio::inherit(),
@@ -176,4 +179,24 @@ fn https_with_the_test_ca() {
         "a CA file that is no CA must not verify the server"
     );
     assert_eq!(curl(&ca, &[&served.url("/healthz")]).0, 200);
+
+    // A connection that never starts its handshake is closed at the
+    // header timeout.
+    let addr = served.base.trim_start_matches("https://");
+    let mut silent = std::net::TcpStream::connect(addr).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let started = Instant::now();
+    let read = std::io::Read::read(&mut silent, &mut [0u8; 1]);
+    let closed = match &read {
+        Ok(n) => *n == 0,
+        Err(err) => err.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    assert!(closed, "the silent connection stayed open: {read:?}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(10),
+        "closed after {took:?}, the timeout being 1 s"
+    );
 }

@@ -5,6 +5,7 @@ use futures::future::{select, Either};
 use glommio::net::TcpListener;
 use glommio::net::TcpStream;
 use hyper::rt::{Sleep, Timer};
+use send_wrapper::SendWrapper;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
@@ -90,7 +91,7 @@ async fn handshake_and_serve(shared: Arc<Shared>, tcp: TcpStream) {
         None => Some(Stream::Plain(tcp)),
         Some(config) => {
             let accept = futures_rustls::TlsAcceptor::from(config).accept(tcp);
-            let limit = futures_timer::Delay::new(shared.config.header_timeout);
+            let limit = glommio::timer::Timer::new(shared.config.header_timeout);
             match select(accept, limit).await {
                 Either::Left((Ok(tls), _)) => Some(Stream::Tls(Box::new(
                     futures_rustls::TlsStream::Server(tls),
@@ -122,7 +123,7 @@ async fn serve(shared: &Arc<Shared>, stream: Stream) {
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .timer(FuturesTimer)
+        .timer(ShardTimer)
         .header_read_timeout(shared.config.header_timeout)
         .max_buf_size(1 << 20);
     let mut connection =
@@ -139,26 +140,32 @@ async fn serve(shared: &Arc<Shared>, stream: Stream) {
     }
 }
 
-/// hyper's timer (header timeouts) on `futures-timer`, whose delays are
-/// `Send` as hyper's `Sleep` requires (glommio's timers are not).
+/// hyper's timer (header timeouts) on the shard's own timers. hyper's
+/// `Sleep` must be `Send` and glommio's timers are not, so each is in a
+/// `SendWrapper`: a connection never leaves the shard that accepted it,
+/// so its sleeps are polled and dropped there (elsewhere the wrapper
+/// would panic). A timer thread (`futures-timer`) would be woken for
+/// every request and preempt the shard it woke on.
 #[derive(Clone, Copy)]
-struct FuturesTimer;
+struct ShardTimer;
 
-struct Delay(futures_timer::Delay);
+struct ShardSleep(SendWrapper<glommio::timer::Timer>);
 
-impl std::future::Future for Delay {
+impl std::future::Future for ShardSleep {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        Pin::new(&mut self.get_mut().0).poll(cx)
+        Pin::new(&mut *self.get_mut().0).poll(cx).map(drop)
     }
 }
 
-impl Sleep for Delay {}
+impl Sleep for ShardSleep {}
 
-impl Timer for FuturesTimer {
+impl Timer for ShardTimer {
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
-        Box::pin(Delay(futures_timer::Delay::new(duration)))
+        Box::pin(ShardSleep(SendWrapper::new(glommio::timer::Timer::new(
+            duration,
+        ))))
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {

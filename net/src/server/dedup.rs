@@ -193,16 +193,19 @@ impl Dedup {
     }
 
     /// Waits until batch `follows` of the producer is placed, finished or
-    /// forgotten; a retriable error after [`FOLLOW_WAIT`].
+    /// forgotten; a retriable error after [`FOLLOW_WAIT`]. Runs on a shard
+    /// (its timer is the shard executor's).
     pub async fn wait_for(&self, log: &str, producer: &str, follows: u64) -> Result<(), ApiError> {
-        let deadline = futures_timer::Delay::new(FOLLOW_WAIT);
-        futures::pin_mut!(deadline);
+        // Most batches find the one before placed already: the timer (on
+        // the shard, so no other thread is woken) is made only to wait.
+        let mut deadline = None;
         loop {
             let listener = self.moved.listen();
             if self.has_moved(log, producer, follows) {
                 return Ok(());
             }
-            let woken = futures::future::select(listener, deadline.as_mut()).await;
+            let deadline = deadline.get_or_insert_with(|| glommio::timer::Timer::new(FOLLOW_WAIT));
+            let woken = futures::future::select(listener, deadline).await;
             if let futures::future::Either::Right(_) = woken {
                 return Err(ApiError::new(
                     Code::Unavailable,
@@ -291,11 +294,20 @@ mod tests {
         assert_eq!(futures::executor::block_on(again.wait()), Ok(5..6));
     }
 
+    /// Runs `future` on an executor of this thread's own, as handlers
+    /// run on a shard (the wait's timer is the executor's).
+    fn on_shard<T>(future: impl std::future::Future<Output = T>) -> T {
+        glommio::LocalExecutorBuilder::default()
+            .make()
+            .expect("an executor")
+            .run(future)
+    }
+
     fn wait_for(dedup: &Dedup, producer: &str, follows: u64) -> bool {
         let wait = dedup.wait_for("l", producer, follows);
-        futures::executor::block_on(async {
+        on_shard(async {
             futures::pin_mut!(wait);
-            let soon = futures_timer::Delay::new(Duration::from_millis(50));
+            let soon = glommio::timer::Timer::new(Duration::from_millis(50));
             matches!(
                 futures::future::select(wait, soon).await,
                 futures::future::Either::Left((Ok(()), _))
@@ -312,8 +324,7 @@ mod tests {
         };
         assert!(!wait_for(&dedup, "p", 1), "batch 1 is not placed yet");
         let waiter = std::thread::scope(|scope| {
-            let waiter =
-                scope.spawn(|| futures::executor::block_on(dedup.wait_for("l", "p", 1)).is_ok());
+            let waiter = scope.spawn(|| on_shard(dedup.wait_for("l", "p", 1)).is_ok());
             std::thread::sleep(Duration::from_millis(20));
             dedup.placed(&first);
             waiter.join().unwrap()
