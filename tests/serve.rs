@@ -259,22 +259,12 @@ fn the_header_timeout_closes_stalled_and_idle_connections() {
     assert_eq!(status, 200, "others are served meanwhile");
     // The stalled head gets no answer; the idle connection gets the one
     // to its request. Then each reads the end of the connection.
-    let rest = |stream: &mut std::net::TcpStream| {
-        let mut all = Vec::new();
-        match std::io::Read::read_to_end(stream, &mut all) {
-            Ok(_) => String::from_utf8_lossy(&all).into_owned(),
-            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => {
-                String::from_utf8_lossy(&all).into_owned()
-            }
-            Err(err) => panic!("the connection stayed open: {err}"),
-        }
-    };
-    let stalled_got = rest(&mut stalled);
+    let stalled_got = String::from_utf8_lossy(&read_until_closed(&mut stalled)).into_owned();
     assert!(
         !stalled_got.contains(" 200 "),
         "a half head is not answered: {stalled_got:?}"
     );
-    let idle_got = rest(&mut idle);
+    let idle_got = String::from_utf8_lossy(&read_until_closed(&mut idle)).into_owned();
     assert!(idle_got.starts_with("HTTP/1.1 200"), "{idle_got:?}");
     let took = started.elapsed();
     assert!(

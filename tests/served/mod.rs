@@ -124,6 +124,18 @@ pub fn call(request: ureq::Request, body: Option<(&str, &[u8])>) -> (u16, Vec<u8
     (status, bytes)
 }
 
+/// Reads `stream` until the server closes it (a reset counts as closed)
+/// and returns what it sent before; panics if it is still open at the
+/// stream's read timeout.
+pub fn read_until_closed(stream: &mut std::net::TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    match std::io::Read::read_to_end(stream, &mut all) {
+        Ok(_) => all,
+        Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => all,
+        Err(err) => panic!("the connection stayed open: {err}"),
+    }
+}
+
 pub fn json(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(bytes)))
