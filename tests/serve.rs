@@ -447,6 +447,32 @@ fn a_restarted_server_takes_its_address_back_at_once() {
     assert!(again.terminate(Duration::from_secs(60)).success());
 }
 
+#[test]
+fn a_receive_buffer_over_the_kernel_cap_is_reported_once() {
+    let rmem_max: u64 = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let asked = (rmem_max * 2).to_string();
+    let log_path = std::env::temp_dir().join(format!("serve-rcvbuf-{}.log", std::process::id()));
+    let served = Served::start_with(
+        &["--shards", "2"],
+        &[("WOODPECKER_SERVE_RECEIVE_BUFFER_BYTES", asked.as_str())],
+        std::process::Stdio::from(std::fs::File::create(&log_path).unwrap()),
+        "http",
+    );
+    assert_eq!(call(agent().get(&served.url("/healthz")), None).0, 200);
+    assert!(served.terminate(Duration::from_secs(60)).success());
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    let warnings = log.matches("is capped by the kernel").count();
+    assert_eq!(
+        warnings, 1,
+        "one warning for the two shards' listeners: {log}"
+    );
+}
+
 /// Runs `woodpecker serve` on `addr` to its end (it ends at once when it
 /// cannot listen there).
 fn serve_on(addr: &str) -> std::process::Output {

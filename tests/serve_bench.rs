@@ -92,6 +92,41 @@ fn bench_write_against_a_server_reports_both_sides() {
 }
 
 #[test]
+fn request_bytes_caps_the_remote_writers_requests() {
+    // With requests of at most 1 byte, each batch of 16 appends goes in a
+    // request of its own (a request takes at least one append); without
+    // the cap the writer gathers what queued while requests were in flight.
+    let served = Served::start(&[]);
+    let report = bench(
+        "write",
+        &served,
+        &[
+            "--entry-bytes",
+            "1024",
+            "--batch",
+            "16",
+            "--window",
+            "256",
+            "--duration-s",
+            "1",
+            "--rounds",
+            "1",
+            "--no-raw",
+            "--request-bytes",
+            "1",
+        ],
+    );
+    assert_eq!(report["errors"], 0, "{report}");
+    let entries = report["entries"].as_u64().unwrap();
+    assert!(entries > 0, "{report}");
+    let requests = metric(
+        &served,
+        "woodpecker_http_request_duration_seconds_count{route=\"append\"}",
+    );
+    assert_eq!(requests as u64, entries / 16, "{report}");
+}
+
+#[test]
 fn bench_read_against_a_server_counts_gets_per_reader_count() {
     // Fragments of 1 MiB and a cache of 2 smaller than the log: the
     // reads reach the store.

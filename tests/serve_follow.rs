@@ -163,17 +163,6 @@ fn an_open_follow_stream_ends_at_a_graceful_shutdown() {
     assert_eq!(read.len(), 10, "what was durable was streamed first");
 }
 
-/// A metric's value from a server's `/metrics` (0 if absent).
-fn metric(served: &Served, line_start: &str) -> f64 {
-    let (_, body) = call(agent().get(&served.url("/metrics")), None);
-    String::from_utf8(body)
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[test]
 fn four_followers_on_a_second_server_cost_one_get_per_fragment() {
     let writing = Served::start(&[]);

@@ -23,6 +23,10 @@ pub struct ServiceArgs {
     /// [default: the remote client's, 16].
     #[arg(long, value_name = "N")]
     pub requests_in_flight: Option<usize>,
+    /// Bytes of one append request at most [default: the remote
+    /// client's].
+    #[arg(long, value_name = "BYTES")]
+    pub request_bytes: Option<usize>,
 }
 
 impl ServiceArgs {
@@ -32,6 +36,9 @@ impl ServiceArgs {
         config.token = self.token.clone();
         if let Some(n) = self.requests_in_flight {
             config.requests_in_flight_max = n.max(1);
+        }
+        if let Some(bytes) = self.request_bytes {
+            config.batch_bytes_max = bytes.max(1);
         }
         config
     }

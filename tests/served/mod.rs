@@ -136,6 +136,17 @@ pub fn read_until_closed(stream: &mut std::net::TcpStream) -> Vec<u8> {
     }
 }
 
+/// A metric's value from a server's `/metrics` (0 if absent).
+pub fn metric(served: &Served, line_start: &str) -> f64 {
+    let (_, body) = call(agent().get(&served.url("/metrics")), None);
+    String::from_utf8(body)
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 pub fn json(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(bytes)))

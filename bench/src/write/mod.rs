@@ -126,7 +126,8 @@ pub struct WriteReport {
     pub cpu_s_per_gb: f64,
     /// The machine's TCP retransmissions, loss probes and zero-window
     /// adverts during the engine (or service) phases; see
-    /// [`crate::tcp`].
+    /// [`crate::tcp`]. None when no phase used the network (a local,
+    /// memory or null store without a server).
     pub tcp: Option<crate::tcp::TcpCounters>,
     /// The same for the raw PUTs (mean of the phases).
     pub raw_put_cpu_s_per_gb: Option<f64>,
@@ -274,6 +275,9 @@ pub fn run(mut args: WriteArgs, loaded: &Loaded) -> Result<WriteReport, BenchErr
     let raw_put_mb_s = crate::mean(&raw_put_mb_s_phases);
     let raw_put_cpu_s_per_gb = crate::mean(&raw_put_cpu);
     let raw_histogram = merged_histogram(raw_phases.iter().map(|(r, _)| &r.histogram));
+    // TCP counters mean something only when the bytes cross sockets: to
+    // an S3 store, or to the server.
+    let over_network = store == "s3" || args.service.url.is_some();
     let embedded = figures.get(1).cloned();
     let report = WriteReport {
         store: store.to_string(),
@@ -312,7 +316,7 @@ pub fn run(mut args: WriteArgs, loaded: &Loaded) -> Result<WriteReport, BenchErr
         raw_put_mb_s_phases,
         raw_put_latency_ms: raw_histogram.as_ref().map(LatencyMs::from_histogram),
         cpu_s_per_gb: main.cpu_s_per_gb,
-        tcp: main.tcp,
+        tcp: main.tcp.filter(|_| over_network),
         raw_put_cpu_s_per_gb,
         ratio_to_raw: raw_put_mb_s.map(|r| main.throughput_mb_s / r),
         service_to_embedded: embedded

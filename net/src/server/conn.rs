@@ -10,7 +10,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use woodpecker_engine::hyper_io::{HyperIo, Stream};
@@ -42,7 +42,9 @@ fn listening_socket(addr: SocketAddr, receive_buffer_bytes: usize) -> std::io::R
         // Linux doubles the value asked for (half is its bookkeeping) and
         // caps it at net.core.rmem_max first.
         let granted = socket.recv_buffer_size()? / 2;
-        if granted < receive_buffer_bytes {
+        // Every shard's listener meets the same cap: say it once.
+        static WARNED: AtomicBool = AtomicBool::new(false);
+        if granted < receive_buffer_bytes && !WARNED.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 asked = receive_buffer_bytes,
                 granted,
