@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 use woodpecker_net::server::{tls, Auth, Server, ServerConfig};
-use woodpecker_tuning::{Flag, Loaded};
+use woodpecker_tuning::{Flag, Loaded, ServeSettings};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -94,31 +94,7 @@ pub fn run(loaded: &Loaded) -> Result<(), String> {
     }
     let settings = &settings;
     let client = crate::start::client(settings)?;
-    let serve = &settings.serve;
-    let server_config = ServerConfig {
-        listen: serve
-            .listen
-            .parse()
-            .map_err(|e| format!("serve.listen: {e}"))?,
-        body_bytes_max: to_usize(serve.body_bytes_max),
-        batch_entries_max: to_usize(serve.batch_entries_max),
-        read_bytes_max: to_usize(serve.read_bytes_max),
-        read_entries_max: to_usize(serve.read_entries_max),
-        connections_max: to_usize(serve.connections_max),
-        receive_buffer_bytes: to_usize(serve.receive_buffer_bytes),
-        header_timeout: Duration::from_millis(serve.header_timeout_ms),
-        read_wait_max: Duration::from_millis(serve.read_wait_max_ms),
-        shutdown_deadline: Duration::from_millis(serve.shutdown_deadline_ms),
-        auth: Auth::new(&serve.tokens, &serve.read_only_tokens),
-        tls: if serve.tls_cert_path.is_empty() {
-            None
-        } else {
-            Some(tls::server_config(
-                &serve.tls_cert_path,
-                &serve.tls_key_path,
-            )?)
-        },
-    };
+    let server_config = server_config(&settings.serve)?;
     if server_config.auth.is_open() && !server_config.listen.ip().is_loopback() {
         tracing::warn!(
             listen = %server_config.listen,
@@ -141,6 +117,34 @@ pub fn run(loaded: &Loaded) -> Result<(), String> {
     } else {
         Err("requests were still in flight at the shutdown deadline".to_string())
     }
+}
+
+/// The server's configuration from the `serve` settings.
+fn server_config(serve: &ServeSettings) -> Result<ServerConfig, String> {
+    Ok(ServerConfig {
+        listen: serve
+            .listen
+            .parse()
+            .map_err(|e| format!("serve.listen: {e}"))?,
+        body_bytes_max: to_usize(serve.body_bytes_max),
+        batch_entries_max: to_usize(serve.batch_entries_max),
+        read_bytes_max: to_usize(serve.read_bytes_max),
+        read_entries_max: to_usize(serve.read_entries_max),
+        connections_max: to_usize(serve.connections_max),
+        receive_buffer_bytes: to_usize(serve.receive_buffer_bytes),
+        header_timeout: Duration::from_millis(serve.header_timeout_ms),
+        read_wait_max: Duration::from_millis(serve.read_wait_max_ms),
+        shutdown_deadline: Duration::from_millis(serve.shutdown_deadline_ms),
+        auth: Auth::new(&serve.tokens, &serve.read_only_tokens),
+        tls: if serve.tls_cert_path.is_empty() {
+            None
+        } else {
+            Some(tls::server_config(
+                &serve.tls_cert_path,
+                &serve.tls_key_path,
+            )?)
+        },
+    })
 }
 
 /// `engine.fragment_cache_bytes` of a server unless configured.
@@ -168,4 +172,33 @@ fn wait_signal(set: &libc::sigset_t) -> i32 {
     // SAFETY: `set` is a valid, initialised signal set.
     unsafe { libc::sigwait(set, &mut signal) };
     signal
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The server library's defaults and the settings' defaults are
+    /// written in two places (the library runs without the settings): a
+    /// server started with nothing configured gets the library's.
+    #[test]
+    fn the_serve_settings_defaults_are_the_servers() {
+        let from_settings = server_config(&ServeSettings::default()).unwrap();
+        let library = ServerConfig::default();
+        assert_eq!(from_settings.listen, library.listen);
+        assert_eq!(from_settings.body_bytes_max, library.body_bytes_max);
+        assert_eq!(from_settings.batch_entries_max, library.batch_entries_max);
+        assert_eq!(from_settings.read_bytes_max, library.read_bytes_max);
+        assert_eq!(from_settings.read_entries_max, library.read_entries_max);
+        assert_eq!(from_settings.connections_max, library.connections_max);
+        assert_eq!(
+            from_settings.receive_buffer_bytes,
+            library.receive_buffer_bytes
+        );
+        assert_eq!(from_settings.header_timeout, library.header_timeout);
+        assert_eq!(from_settings.read_wait_max, library.read_wait_max);
+        assert_eq!(from_settings.shutdown_deadline, library.shutdown_deadline);
+        assert!(from_settings.auth.is_open() && library.auth.is_open());
+        assert!(from_settings.tls.is_none() && library.tls.is_none());
+    }
 }
