@@ -95,6 +95,14 @@ fn logs_entries_and_a_graceful_shutdown_that_keeps_everything() {
         metrics.contains(r#"woodpecker_http_request_duration_seconds_count{route="append"}"#),
         "{metrics}"
     );
+    // The process's standard figures, as Prometheus names them.
+    for name in [
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+    ] {
+        assert!(metrics.contains(name), "{name}: {metrics}");
+    }
 
     // SIGTERM: the writer seals; a new server reads every entry back.
     assert!(served.terminate(Duration::from_secs(60)).success());

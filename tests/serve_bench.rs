@@ -52,7 +52,14 @@ fn bench_write_against_a_server_reports_both_sides_and_caps_requests() {
         report["throughput_mb_s_rounds"].as_array().unwrap().len(),
         2
     );
+    // The whole service path's CPU cost: the client's and the server's.
+    assert!(
+        report["cpu_s_per_gb"].as_f64().unwrap() > 0.0
+            && report["server_cpu_s_per_gb"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
     let embedded = &report["embedded"];
+    assert!(embedded["server_cpu_s_per_gb"].is_null(), "{report}");
     assert!(
         embedded["throughput_mb_s"].as_f64().unwrap() > 0.0,
         "{report}"

@@ -84,6 +84,14 @@ pub fn server_stats(client: &RemoteClient) -> Result<(StatsSnapshot, u64), Bench
     Ok((stats, gets as u64))
 }
 
+/// The server process's CPU seconds so far (user and system), from its
+/// `/metrics` (`process_cpu_seconds_total`).
+pub fn server_cpu_seconds(client: &RemoteClient) -> Result<f64, BenchError> {
+    let text = block_on(client.metrics_text())
+        .map_err(|e| BenchError::Failed(format!("reading the server's metrics: {e}")))?;
+    Ok(Metrics::parse(&text).sum("process_cpu_seconds_total", None))
+}
+
 /// Samples of a Prometheus text exposition: name, labels, value.
 struct Metrics<'t> {
     samples: Vec<(&'t str, &'t str, f64)>,

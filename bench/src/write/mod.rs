@@ -124,6 +124,11 @@ pub struct WriteReport {
     /// Client CPU seconds (all threads: appenders, shards) per GB of
     /// payload during the engine phase.
     pub cpu_s_per_gb: f64,
+    /// With --target: the server's CPU seconds per GB during the service
+    /// phases (from its `process_cpu_seconds_total`); `cpu_s_per_gb` is
+    /// then the client's alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_s_per_gb: Option<f64>,
     /// The machine's TCP retransmissions, loss probes and zero-window
     /// adverts during the engine (or service) phases; see
     /// [`crate::tcp`]. None when no phase used the network (a local,
@@ -316,6 +321,7 @@ pub fn run(mut args: WriteArgs, loaded: &Loaded) -> Result<WriteReport, BenchErr
         raw_put_mb_s_phases,
         raw_put_latency_ms: raw_histogram.as_ref().map(LatencyMs::from_histogram),
         cpu_s_per_gb: main.cpu_s_per_gb,
+        server_cpu_s_per_gb: main.server_cpu_s_per_gb,
         tcp: main.tcp.filter(|_| over_network),
         raw_put_cpu_s_per_gb,
         ratio_to_raw: raw_put_mb_s.map(|r| main.throughput_mb_s / r),

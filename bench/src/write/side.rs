@@ -4,7 +4,7 @@
 //! run and be compared.
 
 use super::*;
-use crate::service::server_stats;
+use crate::service::{server_cpu_seconds, server_stats};
 use crate::tcp::TcpCounters;
 use woodpecker_net::remote::RemoteClient;
 use woodpecker_shards::StatsSnapshot;
@@ -26,6 +26,8 @@ pub(super) struct Side {
     pub(super) first_error: Option<String>,
     pub(super) seconds: f64,
     pub(super) cpu_seconds: f64,
+    /// The server's CPU seconds over this side's rounds (a remote side).
+    pub(super) server_cpu_seconds: f64,
     pub(super) round_mb_s: Vec<f64>,
     /// The machine's TCP trouble counters over this side's rounds (`None`
     /// where they cannot be read).
@@ -100,6 +102,7 @@ impl Side {
             first_error: None,
             seconds: 0.0,
             cpu_seconds: 0.0,
+            server_cpu_seconds: 0.0,
             round_mb_s: Vec::new(),
             tcp: Some(TcpCounters::default()),
             stats_started,
@@ -114,6 +117,14 @@ impl Side {
         }
     }
 
+    /// The server's CPU seconds so far (0 for the embedded side).
+    fn server_cpu_seconds_now(&self) -> Result<f64, BenchError> {
+        match &self.source {
+            Source::Embedded(_) => Ok(0.0),
+            Source::Remote(remote) => server_cpu_seconds(remote),
+        }
+    }
+
     /// One round of `args.appenders` appender threads until `duration`
     /// has passed; false if an append failed.
     pub(super) fn round(
@@ -124,6 +135,7 @@ impl Side {
     ) -> Result<bool, BenchError> {
         let started = Instant::now();
         let cpu_started = crate::process_cpu_seconds();
+        let server_cpu_started = self.server_cpu_seconds_now()?;
         let tcp_started = TcpCounters::read();
         let deadline = started + duration;
         let threads: Vec<_> = (0..args.appenders)
@@ -145,6 +157,7 @@ impl Side {
         }
         let seconds = started.elapsed().as_secs_f64();
         self.cpu_seconds += crate::process_cpu_seconds() - cpu_started;
+        self.server_cpu_seconds += self.server_cpu_seconds_now()? - server_cpu_started;
         self.tcp = match (self.tcp, tcp_started, TcpCounters::read()) {
             (Some(sum), Some(before), Some(after)) => Some(sum.plus(&after.since(&before))),
             _ => None,
@@ -185,6 +198,12 @@ impl Side {
             avg_fragment_bytes: bytes / uploads.max(1),
             puts_per_s: uploads as f64 / seconds,
             cpu_s_per_gb: self.cpu_seconds / (payload_bytes / 1e9).max(1e-9),
+            server_cpu_s_per_gb: match self.source {
+                Source::Embedded(_) => None,
+                Source::Remote(_) => {
+                    Some(self.server_cpu_seconds / (payload_bytes / 1e9).max(1e-9))
+                }
+            },
             tcp: self.tcp,
         }
     }
@@ -204,6 +223,11 @@ pub struct SideFigures {
     /// CPU seconds of this process per GB (with a server, the client's
     /// only).
     pub cpu_s_per_gb: f64,
+    /// With a server: the server process's CPU seconds per GB over this
+    /// side's rounds (its `process_cpu_seconds_total`), so the cost of the
+    /// whole service path is the client's plus the server's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_s_per_gb: Option<f64>,
     /// The machine's TCP retransmissions, loss probes and zero-window
     /// adverts during this side's rounds (every process's, every
     /// interface's): on loopback, stalls the engine did not cause.

@@ -97,6 +97,14 @@ pub fn print_summary(report: &WriteReport) {
     if let Some(profile) = &report.profile {
         crate::profile::print(profile, &report.ack_latency_ms);
     }
+    if let (Some(server), Some(embedded)) = (report.server_cpu_s_per_gb, &report.embedded) {
+        println!(
+            "  CPU s/GB: service {:.2} (client {:.2} + server {server:.2}), embedded {:.2}",
+            report.cpu_s_per_gb + server,
+            report.cpu_s_per_gb,
+            embedded.cpu_s_per_gb
+        );
+    }
     println!(
         "  client CPU s/GB: engine {:.2}, raw PUT {}",
         report.cpu_s_per_gb,

@@ -170,6 +170,14 @@ impl Server {
         metrics
             .register(Box::new(client.metrics()))
             .map_err(|e| Error::new(ErrorKind::Invalid, e.to_string()))?;
+        // The process's own figures under their standard names
+        // (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
+        // `process_open_fds`, ...).
+        metrics
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("a fresh registry takes the process collector");
         let requests = prometheus::IntCounterVec::new(
             prometheus::Opts::new(
                 "woodpecker_http_requests_total",
