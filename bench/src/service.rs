@@ -60,8 +60,7 @@ impl ServiceArgs {
 /// The server's counters now: its uploads (as the embedded client's
 /// [`StatsSnapshot`] has them) and the object-store GETs it made.
 pub fn server_stats(client: &RemoteClient) -> Result<(StatsSnapshot, u64), BenchError> {
-    let text = block_on(client.metrics_text())
-        .map_err(|e| BenchError::Failed(format!("reading the server's metrics: {e}")))?;
+    let text = server_metrics_text(client)?;
     let metrics = Metrics::parse(&text);
     let stats = StatsSnapshot {
         fragments_uploaded: metrics.sum("woodpecker_fragments_uploaded_total", None) as u64,
@@ -87,9 +86,14 @@ pub fn server_stats(client: &RemoteClient) -> Result<(StatsSnapshot, u64), Bench
 /// The server process's CPU seconds so far (user and system), from its
 /// `/metrics` (`process_cpu_seconds_total`).
 pub fn server_cpu_seconds(client: &RemoteClient) -> Result<f64, BenchError> {
-    let text = block_on(client.metrics_text())
-        .map_err(|e| BenchError::Failed(format!("reading the server's metrics: {e}")))?;
+    let text = server_metrics_text(client)?;
     Ok(Metrics::parse(&text).sum("process_cpu_seconds_total", None))
+}
+
+/// The server's `/metrics` text.
+fn server_metrics_text(client: &RemoteClient) -> Result<String, BenchError> {
+    block_on(client.metrics_text())
+        .map_err(|e| BenchError::Failed(format!("reading the server's metrics: {e}")))
 }
 
 /// Samples of a Prometheus text exposition: name, labels, value.

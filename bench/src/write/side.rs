@@ -188,6 +188,7 @@ impl Side {
         let bytes = stats.bytes_uploaded - self.stats_started.bytes_uploaded;
         let payload_bytes = self.entries as f64 * entry_bytes as f64;
         let seconds = self.seconds.max(1e-9);
+        let gb = (payload_bytes / 1e9).max(1e-9);
         SideFigures {
             throughput_mb_s: payload_bytes / 1e6 / seconds,
             throughput_mb_s_rounds: self.round_mb_s.clone(),
@@ -197,13 +198,9 @@ impl Side {
             fragments: uploads,
             avg_fragment_bytes: bytes / uploads.max(1),
             puts_per_s: uploads as f64 / seconds,
-            cpu_s_per_gb: self.cpu_seconds / (payload_bytes / 1e9).max(1e-9),
-            server_cpu_s_per_gb: match self.source {
-                Source::Embedded(_) => None,
-                Source::Remote(_) => {
-                    Some(self.server_cpu_seconds / (payload_bytes / 1e9).max(1e-9))
-                }
-            },
+            cpu_s_per_gb: self.cpu_seconds / gb,
+            server_cpu_s_per_gb: matches!(self.source, Source::Remote(_))
+                .then(|| self.server_cpu_seconds / gb),
             tcp: self.tcp,
         }
     }
