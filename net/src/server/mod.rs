@@ -13,6 +13,7 @@ mod conn;
 mod dedup;
 mod follow;
 mod handlers;
+mod process;
 mod read;
 pub mod tls;
 mod writers;
@@ -174,9 +175,7 @@ impl Server {
         // (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
         // `process_open_fds`, ...).
         metrics
-            .register(Box::new(
-                prometheus::process_collector::ProcessCollector::for_self(),
-            ))
+            .register(Box::new(process::ProcessMetrics::for_self()))
             .expect("a fresh registry takes the process collector");
         let requests = prometheus::IntCounterVec::new(
             prometheus::Opts::new(
