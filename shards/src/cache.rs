@@ -1,10 +1,11 @@
 //! The fragment cache (`fragment_cache_bytes`; off by default, on in
-//! `woodpecker serve`): each shard keeps the whole objects it wrote or
-//! fetched recently, least recently used out first, so readers of a log
-//! at its tail are served from memory and readers of the same range share
-//! one GET. Fragments are immutable once written (put-if-absent), so a
-//! cached copy is never stale; a deleted object leaves the cache. Listings
-//! are never cached: they decide what exists.
+//! `woodpecker serve`): each shard keeps the whole objects it fetched
+//! recently, and copies of the fragments it wrote to logs read on the
+//! shard lately ([`ReadInterest`]), least recently used out first, so
+//! readers of a log at its tail are served from memory and readers of the
+//! same range share one GET. Fragments are immutable once written
+//! (put-if-absent), so a cached copy is never stale; a deleted object
+//! leaves the cache. Listings are never cached: they decide what exists.
 //!
 //! It sits outside the metered store, so the request metrics count the
 //! requests that reach object storage, not the ones it answered.
@@ -19,15 +20,84 @@ use std::ops::Range;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use woodpecker_engine::store::{ListPage, ObjectMeta, ObjectStore, StoreResult};
 
 /// Objects larger than this share of the cache are not kept.
 const OBJECT_SHARE_MAX: usize = 4;
 
+/// How long after its last reader closed a log still counts as read.
+pub(crate) const READ_INTEREST_LINGER: Duration = Duration::from_secs(60);
+
+/// The logs read on one shard lately: a reader is open, or one closed
+/// less than [`READ_INTEREST_LINGER`] ago. Only their written fragments
+/// are worth a copy in the cache; a log nobody reads here (pure ingest)
+/// would pay a copy of every byte for nothing, and at ingest rates its
+/// copies would be evicted long before any later reader came.
+#[derive(Default)]
+pub(crate) struct ReadInterest {
+    /// Log key prefix -> interest. Log prefixes never nest, so the one a
+    /// key falls under is the greatest prefix not above it.
+    logs: RefCell<BTreeMap<String, Interest>>,
+}
+
+struct Interest {
+    readers: usize,
+    /// When the last reader closed.
+    closed: Instant,
+}
+
+impl ReadInterest {
+    /// Counts a reader of the log under `log_prefix` in while the guard lives.
+    pub(crate) fn reading(self: &Rc<Self>, log_prefix: String) -> Reading {
+        let mut logs = self.logs.borrow_mut();
+        let now = Instant::now();
+        logs.retain(|_, i| i.readers > 0 || now.duration_since(i.closed) < READ_INTEREST_LINGER);
+        logs.entry(log_prefix.clone())
+            .or_insert(Interest {
+                readers: 0,
+                closed: now,
+            })
+            .readers += 1;
+        Reading {
+            interest: self.clone(),
+            log_prefix,
+        }
+    }
+
+    /// Whether `key` lies under a log read lately.
+    fn wants(&self, key: &str) -> bool {
+        use std::ops::Bound;
+        let logs = self.logs.borrow();
+        let mut below = logs.range::<str, _>((Bound::Unbounded, Bound::Included(key)));
+        below.next_back().is_some_and(|(prefix, i)| {
+            key.starts_with(prefix.as_str())
+                && (i.readers > 0 || i.closed.elapsed() < READ_INTEREST_LINGER)
+        })
+    }
+}
+
+/// A reader's registration in [`ReadInterest`].
+pub(crate) struct Reading {
+    interest: Rc<ReadInterest>,
+    log_prefix: String,
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        let mut logs = self.interest.logs.borrow_mut();
+        if let Some(interest) = logs.get_mut(&self.log_prefix) {
+            interest.readers -= 1;
+            interest.closed = Instant::now();
+        }
+    }
+}
+
 pub(crate) struct CachedStore {
     inner: Rc<dyn ObjectStore>,
     budget: usize,
     stats: Arc<Stats>,
+    reads: Rc<ReadInterest>,
     state: RefCell<State>,
 }
 
@@ -114,6 +184,7 @@ impl CachedStore {
         inner: Rc<dyn ObjectStore>,
         budget: usize,
         stats: Arc<Stats>,
+        reads: Rc<ReadInterest>,
     ) -> Rc<dyn ObjectStore> {
         if budget == 0 {
             return inner;
@@ -122,6 +193,7 @@ impl CachedStore {
             inner,
             budget,
             stats,
+            reads,
             state: RefCell::default(),
         })
     }
@@ -169,10 +241,11 @@ impl CachedStore {
         }
     }
 
-    /// Keeps a copy of what was written: the upload's bytes live in the
-    /// shard's fragment buffers, which must go back to the pool.
+    /// Keeps a copy of what was written to a log read lately: the upload's
+    /// bytes live in the shard's fragment buffers, which must go back to
+    /// the pool.
     fn keep_written(&self, key: &str, data: &Bytes) {
-        if data.len() <= self.budget / OBJECT_SHARE_MAX {
+        if data.len() <= self.budget / OBJECT_SHARE_MAX && self.reads.wants(key) {
             self.keep(key, Bytes::copy_from_slice(data));
         }
     }
@@ -317,6 +390,23 @@ mod tests {
     use woodpecker_engine::store::Op;
 
     #[test]
+    fn a_log_counts_as_read_while_and_after_a_reader_reads_it() {
+        let reads = Rc::new(ReadInterest::default());
+        let key = "wal/00000000000000000007/00000000000000000000/00000000000000000003.frag";
+        assert!(!reads.wants(key), "nobody reads the log yet");
+        let reading = reads.reading("wal/00000000000000000007/".into());
+        assert!(reads.wants(key));
+        for other in [
+            "wal/00000000000000000006/00000000000000000000/00000000000000000003.frag",
+            "wal/00000000000000000008/00000000000000000000/00000000000000000003.frag",
+        ] {
+            assert!(!reads.wants(other), "{other} is another log's");
+        }
+        drop(reading);
+        assert!(reads.wants(key), "for a while after its last reader closed");
+    }
+
+    #[test]
     fn a_get_dropped_mid_flight_holds_up_no_later_get() {
         glommio::LocalExecutor::default().run(async {
             let slow = FaultStore::new(MemoryStore::new(), 1);
@@ -328,7 +418,12 @@ mod tests {
                 latency: Duration::from_millis(100),
                 ..FaultRule::default()
             });
-            let cached = CachedStore::wrap(Rc::new(slow), 1 << 20, Arc::new(Stats::default()));
+            let cached = CachedStore::wrap(
+                Rc::new(slow),
+                1 << 20,
+                Arc::new(Stats::default()),
+                Rc::default(),
+            );
             // A reader that closes while it prefetches drops its GET.
             let abandoned = glommio::timer::timeout(Duration::from_millis(10), async {
                 Ok(cached.get("k").await)

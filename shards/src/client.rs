@@ -97,6 +97,7 @@ impl Client {
                 stalls,
                 move || async move {
                     let opened = factory.open().map_err(Error::from);
+                    let reads = Rc::new(crate::cache::ReadInterest::default());
                     let store = match opened {
                         Ok(store) => {
                             let store =
@@ -105,6 +106,7 @@ impl Client {
                                 store,
                                 cache_bytes,
                                 shard_stats.clone(),
+                                reads.clone(),
                             );
                             let _ = ready_tx.send(Ok(()));
                             store
@@ -132,6 +134,7 @@ impl Client {
                         pool,
                         drivers: Default::default(),
                         stats: shard_stats,
+                        reads,
                     };
                     let auditor =
                         crate::audit::spawn_auditor(services.clone(), shard, shards_total);
@@ -259,6 +262,9 @@ impl Client {
         });
         let task_progress = progress.clone();
         self.on_shard(log.id, move |services| async move {
+            let reading = services
+                .reads
+                .reading(services.layout.log_prefix(task_log.id));
             let watch = services.meta.watch_segments(task_log.id).await?;
             let position = resolve_start(&services, &task_log.name, start).await?;
             task_progress.delivered.store(position, Ordering::Relaxed);
@@ -273,6 +279,7 @@ impl Client {
                 watch,
                 position,
                 prefetch_fragments: prefetch,
+                _reading: reading,
             };
             glommio::spawn_local(task.run()).detach();
             Ok(())

@@ -106,9 +106,10 @@ pub struct Config {
     pub key_prefix: String,
     /// Fragment bytes a reader fetches ahead of its caller. Default 64 MiB.
     pub reader_prefetch_bytes_max: usize,
-    /// Bytes of recently written and fetched fragments each client keeps
-    /// in memory, split over its shards, so readers at a log's tail and
-    /// readers of the same range share GETs. 0 (the default) keeps none;
+    /// Bytes of recently fetched fragments (and written ones, of logs read
+    /// on the client lately) each client keeps in memory, split over its
+    /// shards, so readers at a log's tail and readers of the same range
+    /// share GETs. 0 (the default) keeps none;
     /// `woodpecker serve` keeps 256 MiB unless configured.
     pub fragment_cache_bytes: usize,
     /// Segments wholly below a log's truncation point are deleted (objects

@@ -383,6 +383,8 @@ pub(crate) struct ReaderTask {
     pub watch: SegmentWatch,
     pub position: u64,
     pub prefetch_fragments: usize,
+    /// Keeps this log's written fragments worth caching while it reads.
+    pub _reading: crate::cache::Reading,
 }
 
 fn corrupt(detail: String) -> Error {

@@ -1,6 +1,7 @@
-//! The fragment cache: readers of what this client wrote are served from
-//! memory, concurrent readers of the same fragments share one GET each,
-//! and the cache holds no more than its budget.
+//! The fragment cache: readers of what this client wrote to a log read
+//! here lately are served from memory, concurrent readers of the same
+//! fragments share one GET each, and the cache holds no more than its
+//! budget.
 
 mod common;
 
@@ -33,18 +34,41 @@ fn read_all(client: &Client, name: &str, readers: usize) {
     });
 }
 
+fn write_all(client: &Client, name: &str) {
+    let writer = within(30, client.open_writer(name)).unwrap();
+    let acks: Vec<_> = (0..ENTRIES).map(|seq| writer.append(entry(seq))).collect();
+    for ack in acks {
+        within(30, ack).unwrap();
+    }
+    within(30, writer.close()).unwrap();
+}
+
+#[test]
+fn fragments_written_to_a_log_nobody_reads_are_not_kept() {
+    let (client, _store, _meta) = memory_client(cached(small_config(), 64 << 20));
+    within(30, client.create_log("unread")).unwrap();
+    write_all(&client, "unread");
+    let fragments = client.stats().fragments_uploaded;
+    assert!(fragments > 10, "{fragments} fragments");
+    // No reader was open while it was written: a reader now GETs every
+    // fragment, and a second one is served from what the first fetched.
+    read_all(&client, "unread", 1);
+    assert_eq!(client.stats().cache_misses, fragments);
+    read_all(&client, "unread", 1);
+    assert_eq!(client.stats().cache_misses, fragments);
+    client.shutdown();
+}
+
 #[test]
 fn memory_readers_share_gets_and_the_writer_s_fragments_need_none() {
     // One key prefix for every client of the test.
     let base = small_config();
     let (writing, store, meta) = memory_client(cached(base.clone(), 64 << 20));
     within(30, writing.create_log("cached")).unwrap();
-    let writer = within(30, writing.open_writer("cached")).unwrap();
-    let acks: Vec<_> = (0..ENTRIES).map(|seq| writer.append(entry(seq))).collect();
-    for ack in acks {
-        within(30, ack).unwrap();
-    }
-    within(30, writer.close()).unwrap();
+    // A reader of the log on the writing client: the log counts as read.
+    let tail = within(30, writing.open_reader("cached", StartAt::Latest)).unwrap();
+    write_all(&writing, "cached");
+    drop(tail);
     let fragments = writing.stats().fragments_uploaded;
     assert!(fragments > 10, "{fragments} fragments");
 

@@ -199,6 +199,9 @@ pub(crate) struct ShardServices {
     pub pool: BufferPool,
     pub drivers: Rc<Drivers>,
     pub stats: Arc<Stats>,
+    /// The logs read on this shard lately (the fragment cache keeps
+    /// copies of their written fragments).
+    pub reads: Rc<crate::cache::ReadInterest>,
 }
 
 /// The log drivers running on one shard.
