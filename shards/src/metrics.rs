@@ -6,7 +6,7 @@
 use crate::stats::{Stats, StatsSnapshot};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::Opts;
+use prometheus::{GaugeVec, Opts};
 use std::sync::Arc;
 
 /// One client's metrics; cheap to clone.
@@ -102,6 +102,54 @@ const BUFFERS_IN_USE: (&str, &str) = (
     "Pooled fragment buffers in use (open, closed or uploading fragments), all shards",
 );
 
+const STAGE_SECONDS: (&str, &str) = (
+    "woodpecker_append_stage_seconds",
+    "With engine.profile_stages: each write-path stage's latency over every append since the \
+     start, by stage (ring, fill, slot, upload, order) and quantile (1: the slowest)",
+);
+
+const STAGE_MEAN_SECONDS: (&str, &str) = (
+    "woodpecker_append_stage_mean_seconds",
+    "With engine.profile_stages: each write-path stage's mean latency over every append since \
+     the start; the stages' means add up to the mean time from append to acknowledgement",
+);
+
+/// The stage profile's gauges, if any append was profiled.
+fn stage_families(stats: &Stats) -> Vec<MetricFamily> {
+    let profile = stats.profiler.snapshot();
+    if profile.stages.iter().all(|s| s.entries == 0) {
+        return Vec::new();
+    }
+    let quantiles = GaugeVec::new(
+        Opts::new(STAGE_SECONDS.0, STAGE_SECONDS.1),
+        &["stage", "quantile"],
+    )
+    .expect("valid gauge options");
+    let means = GaugeVec::new(
+        Opts::new(STAGE_MEAN_SECONDS.0, STAGE_MEAN_SECONDS.1),
+        &["stage"],
+    )
+    .expect("valid gauge options");
+    for stage in &profile.stages {
+        for (quantile, ms) in [
+            ("0.5", stage.p50_ms),
+            ("0.9", stage.p90_ms),
+            ("0.99", stage.p99_ms),
+            ("1", stage.max_ms),
+        ] {
+            quantiles
+                .with_label_values(&[stage.stage, quantile])
+                .set(ms / 1e3);
+        }
+        means
+            .with_label_values(&[stage.stage])
+            .set(stage.mean_ms / 1e3);
+    }
+    let mut families = quantiles.collect();
+    families.extend(means.collect());
+    families
+}
+
 /// The histograms and labelled counters, which collect themselves.
 fn histograms(stats: &Stats) -> [&dyn Collector; 5] {
     let h = &stats.histograms;
@@ -136,6 +184,18 @@ impl Metrics {
         }
         for collector in histograms(&stats) {
             descs.extend(collector.desc().into_iter().cloned());
+        }
+        for ((name, help), labels) in [
+            (
+                STAGE_SECONDS,
+                vec!["stage".to_string(), "quantile".to_string()],
+            ),
+            (STAGE_MEAN_SECONDS, vec!["stage".to_string()]),
+        ] {
+            descs.push(
+                Desc::new(name.into(), help.into(), labels, Default::default())
+                    .expect("valid metric name"),
+            );
         }
         Metrics { stats, descs }
     }
@@ -181,6 +241,7 @@ impl Collector for Metrics {
         for collector in histograms(&self.stats) {
             families.extend(collector.collect());
         }
+        families.extend(stage_families(&self.stats));
         families
     }
 }

@@ -310,6 +310,25 @@ fn the_stage_profile_puts_a_lone_appends_time_in_the_upload() {
         total <= mean_waited_ms + 0.5 && total >= 0.9 * mean_waited_ms,
         "stages {total:.2} ms of {mean_waited_ms:.2} ms waited: {profile:?}"
     );
+    // The same figures in the client's metrics, in seconds.
+    let text = client.metrics().render();
+    let median_upload = text
+        .lines()
+        .find(|l| {
+            l.starts_with("woodpecker_append_stage_seconds{")
+                && l.contains("quantile=\"0.5\"")
+                && l.contains("stage=\"upload\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no median upload stage in\n{text}"));
+    assert!(
+        (median_upload * 1e3 - upload.p50_ms).abs() < 0.01,
+        "{median_upload}"
+    );
+    for stage in ["ring", "fill", "slot", "upload", "order"] {
+        let mean = format!("woodpecker_append_stage_mean_seconds{{stage=\"{stage}\"}}");
+        assert!(text.contains(&mean), "{mean} missing");
+    }
 
     let (quiet, _) = fault_clients(config_without_profile(), slow_uploads(), None);
     within(30, quiet.create_log("quiet")).unwrap();
@@ -317,6 +336,7 @@ fn the_stage_profile_puts_a_lone_appends_time_in_the_upload() {
     within(10, writer.append(entry(0))).unwrap();
     within(10, writer.close()).unwrap();
     assert!(quiet.stage_profile().stages.iter().all(|s| s.entries == 0));
+    assert!(!quiet.metrics().render().contains("woodpecker_append_stage"));
 }
 
 fn config_without_profile() -> Config {
