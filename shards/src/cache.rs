@@ -257,6 +257,14 @@ impl ObjectStore for CachedStore {
         self.inner.close_idle();
     }
 
+    fn cached(&self, key: &str) -> Option<Bytes> {
+        self.state
+            .borrow()
+            .objects
+            .get(key)
+            .map(|(bytes, _)| bytes.clone())
+    }
+
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
         self.forget(key);
         self.inner.put(key, data).await
@@ -404,6 +412,39 @@ mod tests {
         }
         drop(reading);
         assert!(reads.wants(key), "for a while after its last reader closed");
+    }
+
+    #[test]
+    fn a_written_fragment_of_a_read_log_is_shared_not_copied_again() {
+        glommio::LocalExecutor::default().run(async {
+            let stats = Arc::new(Stats::default());
+            let reads = Rc::new(ReadInterest::default());
+            let cached = CachedStore::wrap(
+                Rc::new(MemoryStore::new()),
+                1 << 20,
+                stats.clone(),
+                reads.clone(),
+            );
+            let _reading = reads.reading("wal/00000000000000000001/".into());
+            let read = "wal/00000000000000000001/00000000000000000000/00000000000000000000.frag";
+            let unread = "wal/00000000000000000002/00000000000000000000/00000000000000000000.frag";
+            for key in [read, unread] {
+                cached
+                    .put_if_absent(key, Bytes::from_static(b"fragment"))
+                    .await
+                    .unwrap();
+            }
+            assert_eq!(cached.cached(unread), None, "nobody reads that log");
+            let shared = cached.cached(read).expect("kept for the log's reader");
+            assert_eq!(shared, Bytes::from_static(b"fragment"));
+            let got = cached.get(read).await.unwrap();
+            assert_eq!(got.as_ptr(), shared.as_ptr(), "one copy, shared");
+            assert_eq!(
+                stats.cache_hits.load(Ordering::Relaxed),
+                1,
+                "cached() is no read"
+            );
+        });
     }
 
     #[test]

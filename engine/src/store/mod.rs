@@ -171,6 +171,13 @@ pub trait ObjectStore {
     /// their sockets close; a later call opens new ones. Nothing by
     /// default (stores without connections).
     fn close_idle(&self) {}
+
+    /// The whole object at `key` if this store holds it in memory (a
+    /// cache in front of the real store), without any I/O; `None` by
+    /// default. Lets a caller that needs a copy share the cache's.
+    fn cached(&self, _key: &str) -> Option<Bytes> {
+        None
+    }
 }
 
 /// Keys per listing page asked of a store (S3 answers at most 1000).

@@ -150,12 +150,17 @@ impl LogDriver {
                 pending.end_offset >= self.durable.durable.load(Ordering::Acquire),
                 "acknowledgements go forward"
             );
+            let store = &self.services.store;
             self.durable.publish(|| crate::reader::RecentFragment {
                 segment: pending.segment_id,
                 index: pending.fragment_index,
                 key: pending.key.clone(),
-                // A copy: the pooled buffer must go back to the pool.
-                bytes: Bytes::copy_from_slice(&data),
+                // The fragment cache's copy if it kept one (it does for a
+                // log read on this shard), else a copy: the pooled buffer
+                // must go back to the pool.
+                bytes: store
+                    .cached(&pending.key)
+                    .unwrap_or_else(|| Bytes::copy_from_slice(&data)),
             });
             drop(data);
             let acked = pending.end_offset - self.durable.durable.load(Ordering::Acquire);
