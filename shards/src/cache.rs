@@ -47,12 +47,19 @@ struct Interest {
     closed: Instant,
 }
 
+impl Interest {
+    /// A reader is open, or the last closed less than the linger ago.
+    fn current(&self, now: Instant) -> bool {
+        self.readers > 0 || now.saturating_duration_since(self.closed) < READ_INTEREST_LINGER
+    }
+}
+
 impl ReadInterest {
     /// Counts a reader of the log under `log_prefix` in while the guard lives.
     pub(crate) fn reading(self: &Rc<Self>, log_prefix: String) -> Reading {
         let mut logs = self.logs.borrow_mut();
         let now = Instant::now();
-        logs.retain(|_, i| i.readers > 0 || now.duration_since(i.closed) < READ_INTEREST_LINGER);
+        logs.retain(|_, interest| interest.current(now));
         logs.entry(log_prefix.clone())
             .or_insert(Interest {
                 readers: 0,
@@ -70,9 +77,8 @@ impl ReadInterest {
         use std::ops::Bound;
         let logs = self.logs.borrow();
         let mut below = logs.range::<str, _>((Bound::Unbounded, Bound::Included(key)));
-        below.next_back().is_some_and(|(prefix, i)| {
-            key.starts_with(prefix.as_str())
-                && (i.readers > 0 || i.closed.elapsed() < READ_INTEREST_LINGER)
+        below.next_back().is_some_and(|(prefix, interest)| {
+            key.starts_with(prefix.as_str()) && interest.current(Instant::now())
         })
     }
 }
