@@ -4,7 +4,9 @@
 mod served;
 
 use served::*;
+use std::time::{Duration, Instant};
 use woodpecker_net::framing::{self, FramedEntry, MEDIA_TYPE};
+use woodpecker_net::timing::{ServerTiming, SERVER_TIMING};
 
 fn post_entries(
     agent: &ureq::Agent,
@@ -99,4 +101,42 @@ fn a_retried_batch_of_a_producer_is_written_once() {
 
     let expected: Vec<FramedEntry> = (0..6).map(entry).collect();
     assert_holds(&read_all(&agent, &served, &name), &expected);
+}
+
+#[test]
+fn an_append_answer_says_where_its_time_went_in_the_server() {
+    let served = Served::start(&[]);
+    let agent = agent();
+    let name = unique("timing");
+    create(&agent, &served, &name);
+    let body = framing::encode(&(0..8).map(entry).collect::<Vec<_>>());
+    for _ in 0..3 {
+        let started = Instant::now();
+        let answer = agent
+            .post(&served.url(&format!("/v1/logs/{name}/entries")))
+            .set("content-type", MEDIA_TYPE)
+            .send_bytes(&body)
+            .expect("append");
+        let round_trip = started.elapsed();
+        let header = answer
+            .header(SERVER_TIMING)
+            .expect("a Server-Timing header");
+        let timing = ServerTiming::parse(header).unwrap_or_else(|| panic!("{header:?}"));
+        // The upload to MinIO happens in `durable`; the server cannot have
+        // spent more than the client waited (the header rounds to 1 µs).
+        assert!(timing.durable > Duration::ZERO, "{header}");
+        assert!(
+            timing.total() <= round_trip + Duration::from_micros(3),
+            "{header} against a round trip of {round_trip:?}"
+        );
+    }
+    // Errors carry none: there is no durable part to report.
+    let refused = agent
+        .post(&served.url(&format!("/v1/logs/{name}/entries?expect_offset=0")))
+        .set("content-type", MEDIA_TYPE)
+        .send_bytes(&body);
+    match refused {
+        Err(ureq::Error::Status(412, answer)) => assert!(answer.header(SERVER_TIMING).is_none()),
+        other => panic!("expected 412, got {other:?}"),
+    }
 }

@@ -79,6 +79,18 @@ fn bench_write_against_a_server_reports_both_sides_and_caps_requests() {
             assert!(side["tcp"][counter].is_u64(), "{counter}: {report}");
         }
     }
+    // The service's append requests, taken apart by the server's
+    // Server-Timing: each round trip holds the server's part.
+    let requests = &report["append_requests"];
+    assert!(requests["requests"].as_u64().unwrap() > 0, "{report}");
+    assert!(
+        requests["mean_entries"].as_f64().unwrap() >= 16.0,
+        "{report}"
+    );
+    let round_trip = requests["round_trip_ms"]["max"].as_f64().unwrap();
+    let server = requests["server_ms"]["max"].as_f64().unwrap();
+    assert!(server > 0.0 && server <= round_trip * 1.001, "{report}");
+    assert!(requests["outside_server_ms"]["p99"].is_f64(), "{report}");
     let ratio = report["service_to_embedded"].as_f64().unwrap();
     let expected =
         report["throughput_mb_s"].as_f64().unwrap() / embedded["throughput_mb_s"].as_f64().unwrap();
@@ -120,6 +132,12 @@ fn bench_write_against_a_server_reports_both_sides_and_caps_requests() {
     assert!(entries > 0, "{capped}");
     let requests = metric(&served, append_requests) as u64 - before;
     assert_eq!(requests, entries / 16, "{capped}");
+    // The client counted the same requests answered.
+    assert_eq!(
+        capped["append_requests"]["requests"].as_u64(),
+        Some(requests),
+        "{capped}"
+    );
 
     let (status, logs) = call(agent().get(&served.url("/v1/logs")), None);
     let logs = String::from_utf8_lossy(&logs);

@@ -4,7 +4,7 @@
 //! reports the same figures as an embedded one.
 
 use crate::BenchError;
-use woodpecker_net::remote::{RemoteClient, RemoteConfig};
+use woodpecker_net::remote::{AppendObserver, RemoteClient, RemoteConfig};
 use woodpecker_shards::{block_on, StatsSnapshot};
 
 /// The server a benchmark runs against.
@@ -45,10 +45,21 @@ impl ServiceArgs {
 
     /// The remote client of the target, if one is given.
     pub fn client(&self) -> Result<Option<RemoteClient>, BenchError> {
+        self.client_observed(None)
+    }
+
+    /// [`ServiceArgs::client`], calling `observer` with every answered
+    /// append request.
+    pub fn client_observed(
+        &self,
+        observer: Option<AppendObserver>,
+    ) -> Result<Option<RemoteClient>, BenchError> {
         let Some(url) = &self.url else {
             return Ok(None);
         };
-        let client = RemoteClient::new(self.remote_config())
+        let mut config = self.remote_config();
+        config.append_observer = observer;
+        let client = RemoteClient::new(config)
             .map_err(|e| BenchError::Invalid(format!("--target {url}: {e}")))?;
         // Fail early, with the reason, when the server cannot be reached.
         block_on(client.metrics_text())

@@ -26,12 +26,14 @@
 mod appender;
 mod args;
 mod phases;
+mod requests;
 mod side;
 mod summary;
 mod writers;
 
 pub use appender::AckOrder;
 pub use args::WriteArgs;
+pub use requests::RequestFigures;
 pub use side::SideFigures;
 pub use summary::print_summary;
 
@@ -129,6 +131,10 @@ pub struct WriteReport {
     /// then the client's alone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_cpu_s_per_gb: Option<f64>,
+    /// With --target: the service phases' append requests, their round
+    /// trips and the server's part of them (its `Server-Timing`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub append_requests: Option<RequestFigures>,
     /// The machine's TCP retransmissions, loss probes and zero-window
     /// adverts during the engine (or service) phases; see
     /// [`crate::tcp`]. None when no phase used the network (a local,
@@ -149,7 +155,14 @@ pub struct WriteReport {
 pub fn run(mut args: WriteArgs, loaded: &Loaded) -> Result<WriteReport, BenchError> {
     args.resolve(loaded);
     args.validate()?;
-    let remote = args.service.client()?;
+    let requests = args
+        .service
+        .url
+        .is_some()
+        .then(requests::RequestTimings::new);
+    let remote = args
+        .service
+        .client_observed(requests.as_ref().map(|r| r.observer()))?;
     let (factory, temp_dir) = raw::bench_store(loaded)?;
     let config = args.config(loaded);
     config.validate().map_err(BenchError::Invalid)?;
@@ -322,6 +335,7 @@ pub fn run(mut args: WriteArgs, loaded: &Loaded) -> Result<WriteReport, BenchErr
         raw_put_latency_ms: raw_histogram.as_ref().map(LatencyMs::from_histogram),
         cpu_s_per_gb: main.cpu_s_per_gb,
         server_cpu_s_per_gb: main.server_cpu_s_per_gb,
+        append_requests: requests.and_then(|r| r.figures()),
         tcp: main.tcp.filter(|_| over_network),
         raw_put_cpu_s_per_gb,
         ratio_to_raw: raw_put_mb_s.map(|r| main.throughput_mb_s / r),

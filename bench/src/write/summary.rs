@@ -97,6 +97,24 @@ pub fn print_summary(report: &WriteReport) {
     if let Some(profile) = &report.profile {
         crate::profile::print(profile, &report.ack_latency_ms);
     }
+    if let Some(requests) = &report.append_requests {
+        println!(
+            "  append requests: {} of {:.0} entries ({:.0} KB) on average; round trip \
+             p50 {:.2} p99 {:.2} ms",
+            requests.requests,
+            requests.mean_entries,
+            requests.mean_bytes / 1e3,
+            requests.round_trip_ms.p50,
+            requests.round_trip_ms.p99,
+        );
+        if let (Some(server), Some(outside)) = (&requests.server_ms, &requests.outside_server_ms) {
+            println!(
+                "    in the server p50 {:.2} p99 {:.2} ms; outside it (network, HTTP, client) \
+                 p50 {:.2} p99 {:.2} ms",
+                server.p50, server.p99, outside.p50, outside.p99
+            );
+        }
+    }
     if let (Some(server), Some(embedded)) = (report.server_cpu_s_per_gb, &report.embedded) {
         println!(
             "  CPU s/GB: service {:.2} (client {:.2} + server {server:.2}), embedded {:.2}",

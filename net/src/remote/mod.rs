@@ -24,6 +24,7 @@ use crate::error::ApiError;
 use crate::json::{
     JsonCreate, JsonLog, JsonLogInfo, JsonLogPage, JsonTail, JsonTruncate, JsonWriter,
 };
+use crate::timing::ServerTiming;
 use bytes::Bytes;
 use std::future::Future;
 use std::sync::Arc;
@@ -55,6 +56,27 @@ pub struct RemoteConfig {
     /// Append requests a writer keeps in flight at most (pipelined: the
     /// server writes them in order).
     pub requests_in_flight_max: usize,
+    /// Called with every answered append request's timing (on the
+    /// client's runtime thread: keep it short), to split the latency an
+    /// application sees into the server's part and the rest.
+    pub append_observer: Option<AppendObserver>,
+}
+
+/// See [`RemoteConfig::append_observer`].
+pub type AppendObserver = Arc<dyn Fn(&AppendTiming) + Send + Sync>;
+
+/// One append request that the server answered with success.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendTiming {
+    pub entries: usize,
+    /// Bytes of the request body.
+    pub bytes: usize,
+    /// From handing the request to the HTTP client to the whole answer
+    /// received (the last attempt's, when it was retried).
+    pub round_trip: Duration,
+    /// The server's own account (its `Server-Timing` header), if it gave
+    /// one.
+    pub server: Option<ServerTiming>,
 }
 
 impl std::fmt::Debug for RemoteConfig {
@@ -78,6 +100,7 @@ impl RemoteConfig {
             writer_queue_bytes_max: 256 << 20,
             batch_bytes_max: 16 << 20,
             requests_in_flight_max: 16,
+            append_observer: None,
         }
     }
 }
@@ -327,11 +350,20 @@ impl Inner {
     /// Sends a request (with the token); the body of a 2xx answer, else
     /// the server's error with its kind.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<Bytes> {
+        self.send_for_headers(request).await.map(|(_, body)| body)
+    }
+
+    /// [`Inner::send`], with the answer's headers.
+    pub async fn send_for_headers(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::header::HeaderMap, Bytes)> {
         let response = self.authorized(request).send().await.map_err(transport)?;
         let status = response.status();
+        let headers = response.headers().clone();
         let body = response.bytes().await.map_err(transport)?;
         if status.is_success() {
-            return Ok(body);
+            return Ok((headers, body));
         }
         Err(answer_error(status, &body))
     }

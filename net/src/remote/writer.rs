@@ -7,9 +7,10 @@
 //! the request before it while that one is unanswered (`follows`), so the
 //! server places it after that one and the log keeps call order.
 
-use super::Inner;
+use super::{AppendTiming, Inner};
 use crate::framing::{self, FramedEntry, MEDIA_TYPE};
 use crate::json::JsonAppended;
+use crate::timing::{ServerTiming, SERVER_TIMING};
 use bytes::{Bytes, BytesMut};
 use futures::channel::oneshot;
 use futures::stream::{FuturesOrdered, StreamExt};
@@ -448,8 +449,20 @@ async fn send_batch(
             .post(url.clone())
             .header(reqwest::header::CONTENT_TYPE, MEDIA_TYPE)
             .body(body.clone());
-        let error = match inner.send(request).await {
-            Ok(answer) => {
+        let sent = Instant::now();
+        let error = match inner.send_for_headers(request).await {
+            Ok((headers, answer)) => {
+                if let Some(observe) = &inner.config.append_observer {
+                    observe(&AppendTiming {
+                        entries: batch.iter().map(|q| q.entries.len()).sum(),
+                        bytes: body.len(),
+                        round_trip: sent.elapsed(),
+                        server: headers
+                            .get(SERVER_TIMING)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(ServerTiming::parse),
+                    });
+                }
                 let appended: JsonAppended = serde_json::from_slice(&answer).map_err(|e| {
                     Error::new(
                         ErrorKind::OutcomeUnknown,

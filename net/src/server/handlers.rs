@@ -9,6 +9,7 @@ use crate::json::{
     JsonTruncate, JsonWriter,
 };
 use crate::routes::{route, Route};
+use crate::timing::{ServerTiming, SERVER_TIMING};
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -172,6 +173,7 @@ async fn append(
     query: &HashMap<String, String>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    let started = Instant::now();
     let is_json = content_type(request.headers()).starts_with("application/json");
     let reopen = query.get("reopen").is_some_and(|v| v == "true");
     let expect = number(query, "expect_offset")?;
@@ -211,6 +213,7 @@ async fn append(
     } else {
         framed_body(shared, request, limits).await?
     };
+    let body_read = Instant::now();
     if entries.is_empty() {
         return Err(ApiError::malformed("an append needs at least one entry"));
     }
@@ -227,6 +230,7 @@ async fn append(
         .into_iter()
         .map(|entry| (entry.payload, entry.properties))
         .collect();
+    let mut ordered = body_read;
     let range = match producer {
         None => write(shared, name, &writer, expect, batch, || {}).await?,
         Some((producer, seq)) => match shared.dedup.begin(name, &producer, seq) {
@@ -235,6 +239,7 @@ async fn append(
                     Some(follows) => shared.dedup.wait_for(name, &producer, follows).await,
                     None => Ok(()),
                 };
+                ordered = Instant::now();
                 let result = match result {
                     Ok(()) => {
                         let placed = || shared.dedup.placed(&pending);
@@ -268,14 +273,23 @@ async fn append(
             }
         },
     };
-    json(
+    let timing = ServerTiming {
+        body: body_read - started,
+        order: ordered - body_read,
+        durable: ordered.elapsed(),
+    };
+    let mut answer = json(
         StatusCode::OK,
         &JsonAppended {
             first_offset: range.start,
             last_offset: range.end - 1,
             count: range.end - range.start,
         },
-    )
+    )?;
+    if let Ok(value) = http::HeaderValue::from_str(&timing.header_value()) {
+        answer.headers_mut().insert(SERVER_TIMING, value);
+    }
+    Ok(answer)
 }
 
 /// Appends the batch (if the log ends at `expect`, when given); calls
