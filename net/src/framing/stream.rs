@@ -25,6 +25,10 @@ pub fn decode_stream(
     Ok(entries)
 }
 
+/// Bytes a split entry's carry takes ahead of the bytes that arrived
+/// (hyper's read buffer holds as much per connection).
+const CARRY_RESERVE_MAX: usize = 1 << 20;
+
 /// Decodes a body from its chunks without joining them: an entry that
 /// lies within one chunk is a slice of it; only an entry split between
 /// chunks is copied, into a buffer of its own size. Gives the entries and
@@ -61,8 +65,14 @@ impl ChunkDecoder {
             if self.carry.is_empty() {
                 match extent(&chunk, self.with_offsets, self.limits).map_err(indexed)? {
                     Extent::Whole(len) => self.take(chunk.split_to(len))?,
-                    Extent::AtLeast(_) => {
-                        self.carry.reserve(chunk.len());
+                    Extent::AtLeast(need) => {
+                        // With its headers in, `need` is the whole entry:
+                        // room for it now, so the carry is not grown (and
+                        // copied again) as the rest arrives. A client
+                        // that announces a large entry and stalls gets at
+                        // most `CARRY_RESERVE_MAX` ahead of its bytes.
+                        self.carry
+                            .reserve(need.min(CARRY_RESERVE_MAX).max(chunk.len()));
                         self.carry.extend_from_slice(&chunk);
                         return Ok(());
                     }
@@ -228,6 +238,36 @@ mod tests {
         let entries = decoder.finish().unwrap();
         let within = |b: &Bytes| body.as_ptr_range().contains(&b.as_ptr());
         assert!(entries.iter().all(|e| within(&e.payload)));
+    }
+
+    #[test]
+    fn a_split_entry_is_copied_into_one_buffer_of_its_size() {
+        let payload = vec![7u8; 64 << 10];
+        let body = encode(&[
+            entry(None, b"a", &[]),
+            entry(None, &payload, &[(b"k", b"v")]),
+        ]);
+        let mut decoder = ChunkDecoder::new(false, LIMITS);
+        decoder.push(body.slice(..body.len() / 3)).unwrap();
+        let carry = decoder.carry.as_ptr_range();
+        // The split entry is all of the body but the first entry's 7 bytes.
+        assert!(
+            decoder.carry.capacity() >= body.len() - 7,
+            "room for the whole entry"
+        );
+        decoder
+            .push(body.slice(body.len() / 3..body.len() / 2))
+            .unwrap();
+        decoder.push(body.slice(body.len() / 2..)).unwrap();
+        let entries = decoder.finish().unwrap();
+        assert_eq!(entries[1].payload, payload);
+        // Where the first part was copied to, never moved since: the
+        // payload follows the entry's header and its one property.
+        let header = 6 + (2 + 1 + 4 + 1);
+        assert_eq!(
+            entries[1].payload.as_ptr() as usize,
+            carry.start as usize + header
+        );
     }
 
     #[test]
