@@ -350,20 +350,24 @@ impl Inner {
     /// Sends a request (with the token); the body of a 2xx answer, else
     /// the server's error with its kind.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<Bytes> {
-        self.send_for_headers(request).await.map(|(_, body)| body)
+        self.send_reading(request, |_| ())
+            .await
+            .map(|(body, ())| body)
     }
 
-    /// [`Inner::send`], with the answer's headers.
-    pub async fn send_for_headers(
+    /// [`Inner::send`], also giving what `read` takes from the answer's
+    /// headers.
+    pub async fn send_reading<T>(
         &self,
         request: reqwest::RequestBuilder,
-    ) -> Result<(reqwest::header::HeaderMap, Bytes)> {
+        read: impl FnOnce(&reqwest::header::HeaderMap) -> T,
+    ) -> Result<(Bytes, T)> {
         let response = self.authorized(request).send().await.map_err(transport)?;
         let status = response.status();
-        let headers = response.headers().clone();
+        let read = read(response.headers());
         let body = response.bytes().await.map_err(transport)?;
         if status.is_success() {
-            return Ok((headers, body));
+            return Ok((body, read));
         }
         Err(answer_error(status, &body))
     }

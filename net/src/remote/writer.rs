@@ -449,18 +449,22 @@ async fn send_batch(
             .post(url.clone())
             .header(reqwest::header::CONTENT_TYPE, MEDIA_TYPE)
             .body(body.clone());
+        let observer = inner.config.append_observer.as_ref();
+        // The server's timing is read only for an observer.
+        let server_timing = |headers: &reqwest::header::HeaderMap| {
+            observer?;
+            let value = headers.get(SERVER_TIMING)?.to_str().ok()?;
+            ServerTiming::parse(value)
+        };
         let sent = Instant::now();
-        let error = match inner.send_for_headers(request).await {
-            Ok((headers, answer)) => {
-                if let Some(observe) = &inner.config.append_observer {
+        let error = match inner.send_reading(request, server_timing).await {
+            Ok((answer, server)) => {
+                if let Some(observe) = observer {
                     observe(&AppendTiming {
                         entries: batch.iter().map(|q| q.entries.len()).sum(),
                         bytes: body.len(),
                         round_trip: sent.elapsed(),
-                        server: headers
-                            .get(SERVER_TIMING)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(ServerTiming::parse),
+                        server,
                     });
                 }
                 let appended: JsonAppended = serde_json::from_slice(&answer).map_err(|e| {
